@@ -1,0 +1,200 @@
+"""The wire: JSON-RPC 2.0 messages, one per line, over the process's stdin/stdout.
+
+Owns the protocol file descriptors, frames, writes and reads messages, and
+matches the engine's replies to our pending requests. What an incoming request
+*means*, and which thread reads, is the Worker's business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from _thread import allocate_lock, get_ident
+from itertools import count
+
+from .errors import PARSE_ERROR, InvocationError, error_object
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+EOF = object()  # read_message() at the end of stdin
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def take_over_stdio() -> tuple[int, int]:
+    """Move the protocol onto private fds; return ``(in_fd, out_fd)``.
+
+    Afterwards fd 1 and ``sys.stdout`` point at stderr, so ``print()``, C
+    extensions and child processes can only ever write to the worker's log,
+    and fd 0 is /dev/null, so nothing but the SDK consumes engine messages.
+    The private fds are non-inheritable (``os.dup``), so children never see them.
+    """
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    if sys.stdout is not None:
+        try:
+            sys.stdout.flush()  # output print()ed before the Worker existed now goes to stderr too
+        except (OSError, ValueError):
+            pass
+    sys.stdout = sys.stderr  # stderr is line buffered (Python >= 3.9)
+    in_fd = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return in_fd, out_fd
+
+
+def is_reply(message: object) -> bool:
+    """A response to one of our requests (as opposed to a request or notification)."""
+    return (
+        isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message)
+    )
+
+
+def result_of(reply: dict) -> object:
+    """The ``result`` of a reply, or its ``error`` raised as InvocationError."""
+    if "error" in reply:
+        raise InvocationError.from_error_object(reply["error"])
+    return reply.get("result")
+
+
+class Channel:
+    def __init__(
+        self,
+        in_fd: int,
+        out_fd: int,
+        max_frame_bytes: int,
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._out_fd = out_fd
+        self._write_lock = allocate_lock()
+        self._broken = False
+        self._ids = count(1)
+        self._pending: dict[object, Callable[[dict], None]] = {}
+        self._stream = open(in_fd, "rb", buffering=1 << 16, closefd=False)
+        self.reader_ident: int | None = None  # the thread currently in read_message()
+
+    # -- output -----------------------------------------------------------------------
+
+    def encode(self, message: object) -> bytes:
+        """One frame (without the newline). Raises TypeError/ValueError for non-JSON
+        values and InvocationError(frame_too_large) for frames the engine would refuse."""
+        line = _encoder.encode(message).encode("utf-8")
+        if len(line) > self.max_frame_bytes:
+            raise InvocationError(
+                "frame_too_large",
+                f"message of {len(line)} bytes exceeds III_MAX_FRAME_BYTES={self.max_frame_bytes}",
+            )
+        return line
+
+    def write(self, line: bytes) -> None:
+        """Write one frame. The lock keeps concurrent frames from interleaving."""
+        data = memoryview(line + b"\n")
+        with self._write_lock:
+            if self._broken:
+                return
+            try:
+                while data:
+                    data = data[os.write(self._out_fd, data) :]
+            except OSError:  # the engine closed our stdout; stdin EOF (and exit) follows
+                self._broken = True
+
+    def send(self, message: object) -> None:
+        self.write(self.encode(message))
+
+    def notify(self, method: str, params: object) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def request(self, method: str, params: object, on_reply: Callable[[dict], None]) -> int:
+        """Send a request; ``on_reply(response)`` runs on the reader thread."""
+        if self._broken:
+            raise InvocationError("channel_closed", "the engine closed the protocol stream")
+        req_id = next(self._ids)
+        self._pending[req_id] = on_reply
+        try:
+            self.send({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params})
+        except BaseException:
+            self._pending.pop(req_id, None)
+            raise
+        return req_id
+
+    def cancel(self, req_id: int) -> None:
+        """Forget a pending request (its late reply is then dropped)."""
+        self._pending.pop(req_id, None)
+
+    def call(self, method: str, params: object, timeout: float | None = None) -> object:
+        """Send a request and block until the reply; raise InvocationError on error."""
+        if get_ident() == self.reader_ident:
+            raise RuntimeError("blocking call on the reader thread would deadlock")
+        done = allocate_lock()
+        done.acquire()
+        box: list[dict] = []
+
+        def on_reply(reply: dict) -> None:
+            box.append(reply)
+            done.release()
+
+        req_id = self.request(method, params, on_reply)
+        if not done.acquire(timeout=-1 if timeout is None else timeout):
+            self.cancel(req_id)
+            if not box:
+                raise InvocationError("timeout", f"no reply to {method!r} within {timeout:g}s")
+        return result_of(box[0])
+
+    # -- input ------------------------------------------------------------------------
+
+    def read_message(self) -> object:
+        """Block until the next request/notification/batch from the engine; EOF at the end.
+
+        Only one thread reads at a time (the Worker's current reader). Replies to our
+        requests are delivered here, malformed lines answered with a parse error, and
+        oversized lines skipped without buffering them.
+        """
+        limit = self.max_frame_bytes
+        while True:
+            try:
+                line = self._stream.readline(limit + 1)  # bounded: never buffers more than one frame
+            except OSError:
+                return EOF
+            if not line:
+                return EOF
+            if len(line) > limit and not line.endswith(b"\n"):
+                self._report_oversized(len(line) + self._skip_line())
+                continue
+            if line.isspace():
+                continue
+            try:
+                message = json.loads(line.decode("utf-8"))
+            except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError
+                error = error_object(PARSE_ERROR, f"Parse error: {exc}", "parse_error")
+                self.send({"jsonrpc": "2.0", "id": None, "error": error})
+                continue
+            if is_reply(message):
+                self.resolve(message)
+                continue
+            return message
+
+    def resolve(self, reply: dict) -> None:
+        """Hand a reply from the engine to whoever is waiting for it."""
+        req_id = reply.get("id")
+        if isinstance(req_id, (int, str)):
+            on_reply = self._pending.pop(req_id, None)
+            if on_reply is not None:
+                on_reply(reply)
+
+    def _skip_line(self) -> int:
+        """Discard the rest of an oversized line; return how many bytes that was."""
+        skipped = 0
+        while True:
+            chunk = self._stream.readline(1 << 16)
+            skipped += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                return skipped
+
+    def _report_oversized(self, size: int) -> None:
+        message = f"dropped an incoming frame of {size} bytes (III_MAX_FRAME_BYTES={self.max_frame_bytes})"
+        sys.stderr.write(f"iii_stdio: {message}\n")
+        self.notify("log", {"level": "error", "message": message, "data": {"code": "frame_too_large"}})

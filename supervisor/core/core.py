@@ -1,0 +1,66 @@
+"""The core both transports and every module share: registries, the router and the log.
+
+One object so a transport or module needs a single handle; it holds no transport state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supervisor.core.models import Worker, WorkerState
+from supervisor.core.registry import Registry, RegistryEvent
+from supervisor.core.router import DEFAULT_TIMEOUT, Router
+from supervisor.errors import InvocationError
+from supervisor.logview import LogEvent, LogView
+
+
+class Core:
+    def __init__(self, log_view: LogView, *, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.log_view = log_view
+        self.registry = Registry()
+        self.router = Router(self.registry, default_timeout=default_timeout)
+        self.router.on_fire_error = self._fire_failed
+        self.engine_worker = Worker(id="engine", name="engine", kind="engine", state=WorkerState.READY)
+        self.registry.subscribe(self._log_registry_event)
+
+    def log(
+        self,
+        level: str,
+        message: str,
+        *,
+        source: str = "engine",
+        function_id: str | None = None,
+        trace_id: str | None = None,
+        stream: str | None = None,
+        **fields: Any,
+    ) -> None:
+        self.log_view.emit(
+            LogEvent(level=level, source=source, message=message, function_id=function_id,
+                     trace_id=trace_id, stream=stream, fields=fields)
+        )
+
+    def _fire_failed(self, function_id: str, exc: InvocationError) -> None:
+        self.log("warn", f"fire-and-forget call failed: {exc.message}", function_id=function_id, code=exc.code)
+
+    def _log_registry_event(self, event: RegistryEvent) -> None:
+        worker = event.worker
+        if worker.kind == "engine":
+            return  # built-ins are listed by `engine::functions::list`, not announced one by one
+        source = worker.name
+        kind = event.kind
+        if kind == "function_added":
+            self.log("debug", "function registered", source=source, function_id=event.id)
+        elif kind == "function_removed":
+            self.log("debug", "function removed", source=source, function_id=event.id)
+        elif kind == "trigger_parked":
+            trig = event.detail
+            self.log("warn", f"trigger {trig.id} waits for trigger type {trig.type!r}, which nobody provides yet",
+                     source=source, function_id=trig.function_id)
+        elif kind == "trigger_rejected":
+            self.log("error", f"trigger {event.id} was rejected by its trigger type: {event.detail}", source=source)
+        elif kind == "trigger_unbind_failed":
+            self.log("warn", f"trigger {event.id} could not be removed cleanly: {event.detail}", source=source)
+        elif kind == "trigger_type_added":
+            self.log("info", f"trigger type {event.id!r} registered", source=source)
+        elif kind == "trigger_type_removed":
+            self.log("info", f"trigger type {event.id!r} removed", source=source)

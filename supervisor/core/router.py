@@ -1,0 +1,137 @@
+"""The invocation router: the one path every call takes, whoever makes it and wherever it runs.
+
+A call resolves the function id to a live registration, waits (bounded) when the function's worker
+is restarting or the app is still starting, applies the call's timeout, carries trace context, and
+turns every failure into an ``InvocationError`` with an iii code. Transports and modules only call
+``call``/``fire``; none of them knows where a function lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from supervisor.core.models import FunctionDef, Invocation, Worker
+from supervisor.core.registry import Registry
+from supervisor.core.tracing import child_traceparent
+from supervisor.errors import (
+    FunctionNotFound,
+    InvocationError,
+    InvocationFailed,
+    InvocationTimeout,
+)
+
+DEFAULT_TIMEOUT = 30.0
+
+FireErrorHook = Callable[[str, InvocationError], None]
+
+
+class Router:
+    def __init__(self, registry: Registry, *, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.registry = registry
+        self.default_timeout = default_timeout
+        self.inflight = 0
+        self._idle: asyncio.Event | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.on_fire_error: FireErrorHook | None = None
+
+    async def call(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        timeout: float | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        caller: Worker | None = None,
+    ) -> Any:
+        """Invoke ``function_id`` and return its result, or raise an ``InvocationError``."""
+        limit = self.default_timeout if timeout is None else timeout
+        started = time.monotonic()
+        fn = self.registry.resolve(function_id)
+        if fn is None:
+            fn = await self._wait_for(function_id, started + limit)
+        invocation = Invocation(
+            str(uuid.uuid4()), function_id, data, child_traceparent(traceparent), baggage, metadata, caller
+        )
+        return await self._run(fn, invocation, started + limit - time.monotonic(), limit)
+
+    async def _run(self, fn: FunctionDef, invocation: Invocation, remaining: float, limit: float) -> Any:
+        worker = fn.worker
+        worker.call_started()
+        self.inflight += 1
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await fn.invoke(invocation)
+        except TimeoutError:
+            raise InvocationTimeout(
+                f"function {fn.id!r} on worker {worker.name!r} did not answer within {limit:g} s"
+            ) from None
+        except InvocationError:
+            raise
+        except Exception as exc:  # an in-process handler raised something untyped
+            raise InvocationFailed(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            worker.call_finished()
+            self.inflight -= 1
+            if self.inflight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def _wait_for(self, function_id: str, call_deadline: float) -> FunctionDef:
+        """Hold a call while the function may still appear (its worker restarting, the app starting)."""
+        while True:
+            hold = self.registry.hold_deadline(function_id)
+            now = time.monotonic()
+            if hold is None or now >= call_deadline:
+                break
+            await self.registry.wait_changed(min(hold, call_deadline) - now)
+            fn = self.registry.resolve(function_id)
+            if fn is not None:
+                return fn
+        if self.registry.known(function_id):
+            raise FunctionNotFound(f"function {function_id!r} is not available: its worker is not running")
+        raise FunctionNotFound(f"function {function_id!r} not found")
+
+    def fire(self, function_id: str, data: Any, **kwargs: Any) -> None:
+        """Fire-and-forget: run the call in the background; failures go to ``on_fire_error``."""
+        task = asyncio.get_running_loop().create_task(self._fire(function_id, data, kwargs))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fire(self, function_id: str, data: Any, kwargs: dict[str, Any]) -> None:
+        try:
+            await self.call(function_id, data, **kwargs)
+        except InvocationError as exc:
+            if self.on_fire_error is not None:
+                self.on_fire_error(function_id, exc)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (bounded) for running calls to finish; True if none is left."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.inflight:
+                    self._idle = asyncio.Event()
+                    await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Cancel fire-and-forget calls still running (they are owned by the router)."""
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def in_process(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Invocation], Awaitable[Any]]:
+    """Adapt ``async def handler(data)`` (an engine built-in) to the invoker interface."""
+
+    def invoke(invocation: Invocation) -> Awaitable[Any]:
+        return handler(invocation.data)
+
+    return invoke

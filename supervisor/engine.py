@@ -1,0 +1,137 @@
+"""The engine process: builds the modules from config, runs them, and shuts down in order.
+
+Start: every module config is validated before anything starts (a typo never leaves half an app
+running), then modules start in file order. Stop (first Ctrl-C/SIGTERM): modules stop accepting,
+running calls drain for ``shutdown_grace`` seconds, then modules stop in reverse order (the exec
+module SIGTERMs and then SIGKILLs its process groups). A second signal skips the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from modules.base import Module, ModuleContext
+from modules.registry import module_class
+from supervisor.config import EngineConfig
+from supervisor.config_schema import parse_dataclass
+from supervisor.core.core import Core
+from supervisor.errors import EngineError
+from supervisor.logview import LogView
+
+DEFAULT_SHUTDOWN_GRACE = 10.0
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, log_view: LogView, *,
+                 shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE) -> None:
+        self.config = config
+        self.core = Core(log_view)
+        self.shutdown_grace = shutdown_grace
+        self.modules: list[Module] = []
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def request_stop(self, reason: str) -> None:
+        if self._stop.is_set():
+            if not self._force.is_set():
+                self.core.log("warn", f"{reason} again: stopping now without waiting for running calls")
+                self._force.set()
+            return
+        self.core.log("info", f"{reason}: shutting down (running calls get up to {self.shutdown_grace:g} s)")
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run until a stop is requested; the exit code is 0, or 1 if the app could not start."""
+        plans = self._plan()  # raises ConfigError before anything starts
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        guardian = await self._start_guardian()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                code = await self._serve(tg, plans, guardian)
+                for task in list(self._tasks):
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.core.router.close()
+            if guardian is not None:
+                await guardian.close()
+        return code
+
+    def _plan(self) -> list[tuple[type[Module], Any, str]]:
+        plans = []
+        for entry in self.config.modules:
+            cls = module_class(entry.class_name, entry.path)
+            plans.append((cls, parse_dataclass(cls.Config, entry.config, f"{entry.path}.config"), entry.path))
+        return plans
+
+    async def _start_guardian(self) -> Any:
+        from supervisor.process.guardian import OrphanGuardian
+
+        try:
+            return await OrphanGuardian.start()
+        except OSError as exc:  # a safety net only: the engine still stops its children itself
+            self.core.log("warn", f"orphan guardian could not start ({exc}); children may outlive a killed engine")
+            return None
+
+    async def _serve(self, tg: asyncio.TaskGroup, plans: list[tuple[type[Module], Any, str]],
+                     guardian: Any) -> int:
+        started = await self._start_modules(tg, plans, guardian)
+        if started:
+            self.core.log("info", f"engine ready ({len(self.modules)} modules, worker port {self.config.port})")
+            await self._stop.wait()
+        await self._shutdown()
+        return 0 if started else 1
+
+    async def _start_modules(self, tg: asyncio.TaskGroup, plans: list[tuple[type[Module], Any, str]],
+                             guardian: Any) -> bool:
+        for index, (cls, cfg, path) in enumerate(plans):
+            ctx = ModuleContext(self.core, self.config.base_dir, self.config.data_dir, self.config.port,
+                                _OwnedTasks(tg, self._tasks), guardian, index, path)  # type: ignore[arg-type]
+            module = cls(ctx, cfg)
+            try:
+                await module.start()
+            except (EngineError, OSError) as exc:
+                self.core.log("error", f"{path} ({cls.class_name}) failed to start: {exc}")
+                return False
+            self.modules.append(module)
+            if self._stop.is_set():
+                return True
+        return True
+
+    async def _shutdown(self) -> None:
+        for module in self.modules:
+            await module.stop_accepting()
+        if self.core.router.inflight:
+            drain = asyncio.ensure_future(self.core.router.drain(self.shutdown_grace))
+            force = asyncio.ensure_future(self._force.wait())
+            await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
+            force.cancel()
+            if not drain.done() or not drain.result():
+                self.core.log("warn", f"{self.core.router.inflight} calls still running at shutdown; stopping anyway")
+            drain.cancel()
+        for module in reversed(self.modules):
+            with contextlib.suppress(Exception):
+                await module.stop()
+        self.core.log("info", "engine stopped")
+
+
+class _OwnedTasks:
+    """The engine's task group as modules see it: tasks it can cancel when it shuts down."""
+
+    def __init__(self, tg: asyncio.TaskGroup, owned: set[asyncio.Task[Any]]) -> None:
+        self._tg = tg
+        self._owned = owned
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        task = self._tg.create_task(coro, name=name)
+        self._owned.add(task)
+        task.add_done_callback(self._owned.discard)
+        return task

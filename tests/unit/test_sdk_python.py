@@ -1,0 +1,450 @@
+"""The Python worker SDK (iii_stdio), driven over real pipes by a fake engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+try:
+    from .sdk_fake_engine import TIMEOUT, FakeEngine, worker_env
+except ImportError:  # tests/unit is not a package: pytest put this folder on sys.path
+    from sdk_fake_engine import TIMEOUT, FakeEngine, worker_env  # type: ignore[no-redef]
+
+PREAMBLE = """\
+import asyncio, os, sys
+from iii_stdio import InvocationError, Worker, current_invocation
+worker = Worker()
+"""
+
+
+def rpc(method: str, params: object, id: object = None) -> dict:
+    """An engine -> worker message; a notification when ``id`` is None."""
+    message = {"jsonrpc": "2.0", "method": method, "params": params}
+    if id is not None:
+        message["id"] = id
+    return message
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator:
+    engines: list[FakeEngine] = []
+
+    def _start(body: str, **env: str) -> FakeEngine:
+        script = tmp_path / f"worker{len(engines)}.py"
+        script.write_text(PREAMBLE + textwrap.dedent(body))
+        engine = FakeEngine(script, **env)
+        engines.append(engine)
+        return engine
+
+    yield _start
+    for engine in engines:
+        engine.kill()
+
+
+BASIC = """
+@worker.function("math::add", description="adds")
+def add(data):
+    return data["a"] + data["b"]
+
+@worker.function("math::add_async")
+async def add_async(data):
+    await asyncio.sleep(0)
+    return data["a"] + data["b"]
+
+@worker.function("ctx::whoami")
+def whoami(data):
+    inv = current_invocation()
+    return [inv.invocation_id, inv.function_id, inv.traceparent, inv.baggage, inv.metadata]
+
+@worker.function("fail::boom")
+def boom(data):
+    raise ValueError("boom")
+
+@worker.function("fail::custom")
+async def custom(data):
+    raise InvocationError("invalid_params", "a is required")
+
+@worker.function("io::print")
+def noisy(data):
+    print("hello from print")
+    sys.stdout.write("no newline yet")
+    os.write(1, b"raw fd 1 write\\n")
+    os.system("echo from a child process")
+    return "quiet"
+
+worker.run()
+"""
+
+
+def test_registration_ready_and_invokes(start) -> None:
+    engine = start(BASIC)
+    regs = engine.handshake()
+    assert [r["method"] for r in regs] == ["register_function"] * 6
+    assert regs[0]["params"] == {"id": "math::add", "description": "adds"}
+    assert len({r["id"] for r in regs}) == 6
+
+    engine.invoke("inv-1", "math::add", {"a": 2, "b": 3})
+    assert engine.response("inv-1") == {"jsonrpc": "2.0", "id": "inv-1", "result": 5}
+    engine.invoke("inv-2", "math::add_async", {"a": 4, "b": 5})
+    assert engine.response("inv-2")["result"] == 9
+    engine.invoke("inv-3", "ctx::whoami", None, traceparent="00-abc-def-01", baggage="k=v", metadata={"m": 1})
+    assert engine.response("inv-3")["result"] == ["inv-3", "ctx::whoami", "00-abc-def-01", "k=v", {"m": 1}]
+
+
+def test_handler_errors(start) -> None:
+    engine = start(BASIC)
+    engine.handshake()
+
+    engine.invoke("e1", "fail::boom", {})
+    error = engine.response("e1")["error"]
+    assert error["code"] == -32000
+    assert error["message"] == "ValueError: boom"
+    assert error["data"]["code"] == "invocation_failed"
+    assert (
+        "Traceback" in error["data"]["stacktrace"]
+        and 'raise ValueError("boom")' in error["data"]["stacktrace"]
+    )
+
+    engine.invoke("e2", "fail::custom", {})
+    error = engine.response("e2")["error"]
+    assert error == {"code": -32000, "message": "a is required", "data": {"code": "invalid_params"}}
+
+    engine.invoke("e3", "nope::missing", {})
+    assert engine.response("e3")["error"]["data"]["code"] == "function_not_found"
+
+    engine.send({"jsonrpc": "2.0", "id": "e4", "method": "invoke", "params": {"data": 1}})
+    assert engine.response("e4")["error"]["code"] == -32602
+
+
+def test_print_goes_to_stderr_and_protocol_stays_clean(start) -> None:
+    engine = start(BASIC)
+    engine.handshake()
+    engine.invoke("p1", "io::print", {})
+    assert engine.response("p1")["result"] == "quiet"
+    engine.invoke("p2", "math::add", {"a": 1, "b": 1})
+    assert engine.response("p2")["result"] == 2
+    engine.close_stdin()
+    assert engine.wait() == 0
+    stderr = engine.stderr(timeout=TIMEOUT)
+    for text in ("hello from print", "no newline yet", "raw fd 1 write", "from a child process"):
+        assert text in stderr
+    for line in engine.raw_stdout:  # every byte on stdout is a protocol frame
+        assert isinstance(json.loads(line), dict)
+
+
+def test_registration_error_raises_at_the_call(start) -> None:
+    engine = start(
+        """
+        def f(data):
+            return 1
+        try:
+            worker.register_function("dup::fn", f)
+        except InvocationError as exc:
+            worker.log("error", "registration failed", {"code": exc.code, "message": exc.message})
+        try:
+            worker.register_trigger("cron", "dup::fn", {"expression": "bad"})
+        except InvocationError as exc:
+            worker.log("error", "trigger failed", {"code": exc.code})
+        worker.run()
+        """
+    )
+    request = engine.expect("register_function")
+    engine.reply_error(request, "function_already_registered", "dup::fn exists")
+    log = engine.expect("log", request=False)
+    assert log["params"] == {
+        "level": "error",
+        "message": "registration failed",
+        "data": {"code": "function_already_registered", "message": "dup::fn exists"},
+    }
+    request = engine.expect("register_trigger")
+    assert request["params"] == {"type": "cron", "function_id": "dup::fn", "config": {"expression": "bad"}}
+    engine.reply_error(request, "invalid_params", "bad cron expression")
+    assert engine.expect("log", request=False)["params"]["data"] == {"code": "invalid_params"}
+    engine.expect("ready", request=False)
+    engine.invoke("i1", "dup::fn", {})  # the failed registration left nothing behind
+    assert engine.response("i1")["error"]["data"]["code"] == "function_not_found"
+
+
+def test_http_decorator_and_trigger_lifecycle(start) -> None:
+    engine = start(
+        """
+        @worker.http("post", "/add")
+        def add_http(req):
+            return {"status_code": 200, "body": {"sum": req["body"]["a"] + req["body"]["b"]}}
+
+        tid = worker.register_trigger("cron", "http::POST /add", {"expression": "* * * * *"}, id="t-9")
+        worker.unregister_trigger(tid)
+        worker.unregister_function("http::POST /add")
+        worker.run()
+        """
+    )
+    regs = engine.handshake()
+    assert [(r["method"], r["params"]) for r in regs] == [
+        ("register_function", {"id": "http::POST /add"}),
+        (
+            "register_trigger",
+            {
+                "type": "http",
+                "function_id": "http::POST /add",
+                "config": {"api_path": "/add", "http_method": "POST"},
+            },
+        ),
+        (
+            "register_trigger",
+            {
+                "id": "t-9",
+                "type": "cron",
+                "function_id": "http::POST /add",
+                "config": {"expression": "* * * * *"},
+            },
+        ),
+        ("unregister_trigger", {"id": "t-9"}),
+        ("unregister_function", {"id": "http::POST /add"}),
+    ]
+
+
+NESTED = """
+@worker.function("chain::sync")
+def chain_sync(data):
+    result = worker.trigger("math::double", {"n": data["n"]}, timeout_ms=1000)
+    worker.trigger_void("audit::record", {"n": data["n"]})
+    return result + 1
+
+@worker.function("chain::async")
+async def chain_async(data):
+    result = await worker.trigger_async("math::double", {"n": data["n"]})
+    return result + 1
+
+@worker.function("chain::fails")
+def chain_fails(data):
+    return worker.trigger("math::missing", {})
+
+worker.run()
+"""
+
+
+def test_nested_trigger_from_sync_handler(start) -> None:
+    engine = start(NESTED)
+    engine.handshake()
+    engine.invoke("n1", "chain::sync", {"n": 20}, traceparent="00-trace-span-01", baggage="user=7")
+    call = engine.expect("trigger")
+    assert call["params"] == {
+        "function_id": "math::double",
+        "payload": {"n": 20},
+        "timeout_ms": 1000,
+        "traceparent": "00-trace-span-01",
+        "baggage": "user=7",
+    }
+    engine.reply(call, 40)
+    void = engine.expect("trigger", request=False)
+    assert void["params"] == {
+        "function_id": "audit::record",
+        "payload": {"n": 20},
+        "traceparent": "00-trace-span-01",
+        "baggage": "user=7",
+    }
+    assert engine.response("n1")["result"] == 41
+
+
+def test_nested_trigger_from_async_handler_and_error_propagation(start) -> None:
+    engine = start(NESTED)
+    engine.handshake()
+    engine.invoke("a1", "chain::async", {"n": 5}, traceparent="00-t-s-01")
+    call = engine.expect("trigger")
+    assert call["params"] == {"function_id": "math::double", "payload": {"n": 5}, "traceparent": "00-t-s-01"}
+    engine.reply(call, 10)
+    assert engine.response("a1")["result"] == 11
+
+    engine.invoke("a2", "chain::fails", {})
+    call = engine.expect("trigger")
+    engine.reply_error(call, "function_not_found", "math::missing not found")
+    error = engine.response("a2")["error"]
+    assert error["data"]["code"] == "function_not_found"
+    assert error["message"] == "math::missing not found"
+
+
+def test_batch_requests(start) -> None:
+    engine = start(BASIC)
+    engine.handshake()
+    engine.send(
+        [
+            rpc("invoke", {"function_id": "math::add", "data": {"a": 1, "b": 2}}, "b1"),
+            rpc("invoke", {"function_id": "math::add", "data": {"a": 0, "b": 0}}),  # notification
+            rpc("invoke", {"function_id": "math::add_async", "data": {"a": 3, "b": 4}}, "b2"),
+            rpc("no_such_method", {}, "b3"),
+            42,
+        ]
+    )
+    responses = engine.recv()
+    assert isinstance(responses, list)
+    by_id = {r["id"]: r for r in responses}
+    assert len(responses) == 4
+    assert by_id["b1"]["result"] == 3 and by_id["b2"]["result"] == 7
+    assert by_id["b3"]["error"]["code"] == -32601
+    assert by_id[None]["error"]["code"] == -32600
+
+    engine.send([])
+    error = engine.recv()
+    assert isinstance(error, dict) and error["id"] is None and error["error"]["code"] == -32600
+
+    engine.send([rpc("invoke", {"function_id": "math::add", "data": {"a": 0, "b": 0}})])
+    engine.invoke("after", "math::add", {"a": 1, "b": 1})  # a batch of notifications gets no answer
+    assert engine.response("after")["result"] == 2
+
+
+def test_malformed_lines_and_unknown_methods(start) -> None:
+    engine = start(BASIC)
+    engine.handshake()
+    engine.send_raw(b"{not json\n")
+    error = engine.recv()
+    assert error["id"] is None and error["error"]["code"] == -32700
+    assert error["error"]["data"]["code"] == "parse_error"
+    engine.send_raw(b"\xff\xfe\n")  # not UTF-8
+    assert engine.recv()["error"]["code"] == -32700
+    engine.send({"jsonrpc": "2.0", "id": 7, "method": "frobnicate", "params": {}})
+    assert engine.response(7)["error"]["code"] == -32601
+    engine.send({"jsonrpc": "2.0", "method": "frobnicate"})  # unknown notification: ignored
+    engine.send({"id": 8, "method": "invoke"})  # missing "jsonrpc"
+    assert engine.response(8)["error"]["code"] == -32600
+    engine.invoke("ok", "math::add", {"a": 1, "b": 2})
+    assert engine.response("ok")["result"] == 3
+
+
+def test_custom_trigger_type_callbacks(start) -> None:
+    engine = start(
+        """
+        def on_register(trigger):
+            if trigger["config"].get("reject"):
+                raise InvocationError("invalid_params", "rejected by the trigger type")
+            worker.log("info", "registered", trigger)
+
+        async def on_unregister(trigger):
+            worker.log("info", "unregistered", trigger)
+
+        worker.register_trigger_type(
+            "queue::topic", "topics", on_register=on_register, on_unregister=on_unregister
+        )
+        worker.run()
+        """
+    )
+    assert engine.handshake()[0]["params"] == {"id": "queue::topic", "description": "topics"}
+    trigger = {"id": "t1", "type": "queue::topic", "function_id": "f::g", "config": {"topic": "orders"}}
+    engine.send(rpc("register_trigger", trigger, "r1"))
+    log = engine.expect("log", request=False)
+    assert log["params"] == {"level": "info", "message": "registered", "data": trigger}
+    assert engine.response("r1") == {"jsonrpc": "2.0", "id": "r1", "result": None}
+
+    rejected = dict(trigger, id="t2", config={"reject": True})
+    engine.send(rpc("register_trigger", rejected, "r2"))
+    assert engine.response("r2")["error"]["data"]["code"] == "invalid_params"
+
+    engine.send(rpc("unregister_trigger", {"id": "t1", "type": "queue::topic"}, "r3"))
+    assert engine.expect("log", request=False)["params"]["data"] == {"id": "t1", "type": "queue::topic"}
+    assert engine.response("r3")["result"] is None
+
+    engine.send(rpc("register_trigger", dict(trigger, type="other"), "r4"))
+    assert engine.response("r4")["error"]["data"]["code"] == "trigger_type_not_found"
+
+
+def test_logging_and_frame_limits(start) -> None:
+    engine = start(
+        """
+        worker.logger.warning("careful", data={"x": 1})
+        worker.log("debug", "dbg")
+
+        @worker.function("big::result")
+        def big(data):
+            return "x" * 5000
+
+        worker.run()
+        """,
+        III_MAX_FRAME_BYTES="2000",
+    )
+    assert engine.expect("log", request=False)["params"] == {
+        "level": "warn",
+        "message": "careful",
+        "data": {"x": 1},
+    }
+    assert engine.expect("log", request=False)["params"] == {"level": "debug", "message": "dbg"}
+    engine.handshake()
+    engine.send_raw(
+        b'{"jsonrpc":"2.0","id":"huge","method":"invoke","params":{"data":"' + b"y" * 10000 + b'"}}\n'
+    )
+    log = engine.expect("log", request=False)
+    assert log["params"]["level"] == "error" and log["params"]["data"] == {"code": "frame_too_large"}
+    engine.invoke("r1", "big::result", {})
+    assert engine.response("r1")["error"]["data"]["code"] == "frame_too_large"
+
+
+def test_stdin_eof_exits_promptly(start) -> None:
+    engine = start(
+        """
+        import atexit
+        atexit.register(lambda: print("atexit ran", file=sys.stderr))
+        worker.run()
+        """
+    )
+    engine.handshake()
+    began = time.monotonic()
+    engine.close_stdin()
+    assert engine.wait() == 0
+    assert time.monotonic() - began < 2.0
+    assert "atexit ran" in engine.stderr(timeout=TIMEOUT)
+
+
+def test_stdin_eof_before_run_exits_too(start) -> None:
+    engine = start('worker.register_function("f", lambda d: d)\nworker.run()\n')
+    engine.expect("register_function")
+    engine.close_stdin()  # the engine went away mid-registration
+    assert engine.wait() == 0
+
+
+def test_sigterm_exits_cleanly(start) -> None:
+    engine = start(BASIC)
+    engine.handshake()
+    engine.proc.send_signal(signal.SIGTERM)
+    assert engine.wait() == 0
+
+
+def test_refuses_to_run_from_a_terminal(tmp_path: Path) -> None:
+    script = tmp_path / "w.py"
+    script.write_text(PREAMBLE + "worker.run()\n")
+    env = worker_env()
+    del env["III_PROTOCOL"]
+    primary, secondary = os.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script)], stdin=secondary, capture_output=True, env=env, timeout=TIMEOUT
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 2
+    assert b"iii run" in proc.stderr and proc.stdout == b""
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); import iii_stdio; elapsed = time.perf_counter() - t; "
+        "heavy = [m for m in ('asyncio', 'inspect', 'concurrent.futures', 'logging', 'typing', 'threading') "
+        "if m in sys.modules]; print(heavy, elapsed)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=worker_env(),
+        timeout=TIMEOUT,
+        check=True,
+    ).stdout.split(" ", 1)
+    assert out[0] == "[]", out
+    assert float(out[1]) < 0.2  # generous: typically ~7 ms, nearly all of it `json` (via `re`)
