@@ -133,9 +133,7 @@ class SupervisedWorker:
         """Log why, wait the backoff (a file change cuts it short); False when stopping."""
         kind, _, detail = reason.partition(":")
         if kind == "change":
-            paths = ", ".join(self._display(p) for p in self._changed_paths[:3]) or "a watched file"
-            more = f" (+{len(self._changed_paths) - 3} more)" if len(self._changed_paths) > 3 else ""
-            self.core.log("info", f"reloading: {paths}{more} changed", source=self.name)
+            self.core.log("info", f"reloading: {self._describe_change()}", source=self.name)
             if self.instance is not None and self.instance.worker is not None:
                 await self._drain_and_retire(self.instance)
             self.backoff.reset()
@@ -173,8 +171,14 @@ class SupervisedWorker:
         await self._wait_change_or_stop()
         if self._stop.is_set():
             return False
+        self.core.log("info", f"starting again: {self._describe_change()}", source=self.name)
         self.backoff.reset()
         return True
+
+    def _describe_change(self) -> str:
+        paths = ", ".join(self._display(p) for p in self._changed_paths[:3]) or "a watched file"
+        more = f" (+{len(self._changed_paths) - 3} more)" if len(self._changed_paths) > 3 else ""
+        return f"{paths}{more} changed"
 
     async def _wait_change_or_stop(self) -> None:
         waits = {asyncio.ensure_future(self._change.wait()), asyncio.ensure_future(self._stop.wait())}
