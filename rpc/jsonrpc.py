@@ -68,6 +68,8 @@ def parse(line: bytes | str) -> Message:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         return Invalid(f"not JSON: {exc}", None)
+    except RecursionError:
+        return Invalid("not JSON: nested too deeply", None)
     if isinstance(obj, list):
         if not obj:
             return Invalid("empty batch", ErrorResponse(None, INVALID_REQUEST, "Invalid Request", "empty batch"))
@@ -97,8 +99,10 @@ def parse_object(obj: Any) -> Request | Notification | Response | ErrorResponse 
         return Response(msg_id, obj["result"])
     err = obj.get("error")
     if isinstance(err, dict):
-        return ErrorResponse(msg_id, int(err.get("code", INTERNAL_ERROR)), str(err.get("message", "")),
-                             err.get("data"))
+        code = err.get("code")
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = INTERNAL_ERROR
+        return ErrorResponse(msg_id, code, str(err.get("message", "")), err.get("data"))
     return _invalid(msg_id, 'neither "method", "result" nor "error"')
 
 

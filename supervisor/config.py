@@ -139,10 +139,19 @@ def _expand_string(text: str, env: Mapping[str, str], path: str) -> Any:
     whole = _VAR.fullmatch(text)
     expanded = _VAR.sub(substitute, text)
     if whole and not whole.group(1):
-        try:
-            typed = yaml.safe_load(expanded) if expanded.strip() else expanded
-        except yaml.YAMLError:
-            return expanded
-        if typed is None or isinstance(typed, (bool, int, float, str)):
-            return typed if typed is not None else ""
+        return _typed_scalar(expanded)
     return expanded
+
+
+_SCALAR_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
+
+
+def _typed_scalar(text: str) -> Any:
+    """The YAML type of a plain scalar (``3111`` -> int, ``true`` -> bool), else the text unchanged.
+
+    Only the tag is resolved, so ``#`` in a secret is never read as a comment and ``0123`` stays
+    a string rather than becoming octal."""
+    tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))
+    if tag not in _SCALAR_TAGS or text.startswith("0") and text.strip("0") and text[1:2].isdigit():
+        return text
+    return yaml.safe_load(text)

@@ -91,9 +91,10 @@ class RouteTable:
 
     def match(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
         path = "/" + raw_path.strip("/") if raw_path != "/" else "/"
-        route = self._static.get((method, unquote(path)))
-        if route is not None:
-            return route, {}
+        if "%2f" not in path.lower():  # an encoded "/" stays inside its segment: no static match
+            route = self._static.get((method, unquote(path)))
+            if route is not None:
+                return route, {}
         routes = self._dynamic.get(method)
         if not routes:
             return None

@@ -5,6 +5,7 @@ One object so a transport or module needs a single handle; it holds no transport
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from supervisor.core.models import Worker, WorkerState
@@ -32,11 +33,15 @@ class Core:
         function_id: str | None = None,
         trace_id: str | None = None,
         stream: str | None = None,
-        **fields: Any,
+        fields: Mapping[str, Any] | None = None,
+        **extra: Any,
     ) -> None:
+        """One log event; ``fields`` carries keys chosen by others (a worker's log data) safely."""
+        if fields:
+            extra = {**fields, **extra} if extra else dict(fields)
         self.log_view.emit(
             LogEvent(level=level, source=source, message=message, function_id=function_id,
-                     trace_id=trace_id, stream=stream, fields=fields)
+                     trace_id=trace_id, stream=stream, fields=extra)
         )
 
     def _fire_failed(self, function_id: str, exc: InvocationError) -> None:

@@ -64,10 +64,13 @@ class Router:
         worker = fn.worker
         worker.call_started()
         self.inflight += 1
+        timer = asyncio.timeout(max(remaining, 0.0))
         try:
-            async with asyncio.timeout(max(remaining, 0.0)):
+            async with timer:
                 return await fn.invoke(invocation)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if not timer.expired():
+                raise InvocationFailed(f"TimeoutError: {exc}") from exc
             raise InvocationTimeout(
                 f"function {fn.id!r} on worker {worker.name!r} did not answer within {limit:g} s"
             ) from None

@@ -20,14 +20,14 @@ def new_traceparent() -> str:
 
 def child_traceparent(parent: str | None) -> str:
     """A traceparent for a call made under ``parent`` (same trace, new span); a new trace if invalid."""
-    if parent:
+    if isinstance(parent, str) and parent:
         m = _TRACEPARENT.match(parent.strip().lower())
         if m and m.group(2) != _ZERO_TRACE and m.group(3) != _ZERO_SPAN and m.group(1) != "ff":
             return f"00-{m.group(2)}-{os.urandom(8).hex()}-{m.group(4)}"
     return new_traceparent()
 
 
-def trace_id_of(traceparent: str | None) -> str | None:
-    if traceparent and len(traceparent) >= 35:
+def trace_id_of(traceparent: object) -> str | None:
+    if isinstance(traceparent, str) and len(traceparent) >= 35:
         return traceparent[3:35]
     return None

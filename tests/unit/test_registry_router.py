@@ -722,7 +722,8 @@ def test_trigger_type_owner_gone_parks_its_triggers() -> None:
 def test_trigger_type_conflicts_with_live_provider() -> None:
     async def main() -> None:
         reg, _, _ = setup()
-        await reg.register_trigger_type(TriggerType("q", FakeProvider(), worker("a", state=WorkerState.READY)))
+        live = worker("a", state=WorkerState.READY)
+        await reg.register_trigger_type(TriggerType("q", FakeProvider(), live))
         with pytest.raises(RegistrationError) as info:
             await reg.register_trigger_type(TriggerType("q", FakeProvider(), worker("b")))
         assert info.value.code == "trigger_type_exists"
@@ -760,7 +761,8 @@ def test_unbind_failure_is_reported_not_raised() -> None:
 
     async def main() -> None:
         reg, _, events = setup()
-        await reg.register_trigger_type(TriggerType("q", FailingUnbind(), worker("p", state=WorkerState.READY)))
+        provider_worker = worker("p", state=WorkerState.READY)
+        await reg.register_trigger_type(TriggerType("q", FailingUnbind(), provider_worker))
         w = worker("w")
         trig = await reg.register_trigger(w, "q", "f", {})
         await reg.remove_worker(w)

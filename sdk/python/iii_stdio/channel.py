@@ -1,8 +1,8 @@
 """The wire: JSON-RPC 2.0 messages, one per line, over the process's stdin/stdout.
 
-Owns the protocol file descriptors, frames, writes and reads messages, and
-matches the engine's replies to our pending requests. What an incoming request
-*means*, and which thread reads, is the Worker's business.
+Owns the protocol file descriptors, frames and writes messages, runs the reader
+thread, and matches the engine's replies to our pending requests. What an
+incoming request *means* is the Worker's business (``on_message``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from _thread import allocate_lock, get_ident
+from _thread import allocate_lock, get_ident, start_new_thread
 from itertools import count
 
 from .errors import PARSE_ERROR, InvocationError, error_object
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-EOF = object()  # read_message() at the end of stdin
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -67,15 +66,19 @@ class Channel:
         in_fd: int,
         out_fd: int,
         max_frame_bytes: int,
+        on_message: Callable[[object], None],
+        on_eof: Callable[[], None],
     ) -> None:
         self.max_frame_bytes = max_frame_bytes
+        self._in_fd = in_fd
         self._out_fd = out_fd
+        self._on_message = on_message
+        self._on_eof = on_eof
         self._write_lock = allocate_lock()
         self._broken = False
         self._ids = count(1)
         self._pending: dict[object, Callable[[dict], None]] = {}
-        self._stream = open(in_fd, "rb", buffering=1 << 16, closefd=False)
-        self.reader_ident: int | None = None  # the thread currently in read_message()
+        self._reader_ident = -1
 
     # -- output -----------------------------------------------------------------------
 
@@ -127,7 +130,7 @@ class Channel:
 
     def call(self, method: str, params: object, timeout: float | None = None) -> object:
         """Send a request and block until the reply; raise InvocationError on error."""
-        if get_ident() == self.reader_ident:
+        if get_ident() == self._reader_ident:
             raise RuntimeError("blocking call on the reader thread would deadlock")
         done = allocate_lock()
         done.acquire()
@@ -146,36 +149,8 @@ class Channel:
 
     # -- input ------------------------------------------------------------------------
 
-    def read_message(self) -> object:
-        """Block until the next request/notification/batch from the engine; EOF at the end.
-
-        Only one thread reads at a time (the Worker's current reader). Replies to our
-        requests are delivered here, malformed lines answered with a parse error, and
-        oversized lines skipped without buffering them.
-        """
-        limit = self.max_frame_bytes
-        while True:
-            try:
-                line = self._stream.readline(limit + 1)  # bounded: never buffers more than one frame
-            except OSError:
-                return EOF
-            if not line:
-                return EOF
-            if len(line) > limit and not line.endswith(b"\n"):
-                self._report_oversized(len(line) + self._skip_line())
-                continue
-            if line.isspace():
-                continue
-            try:
-                message = json.loads(line.decode("utf-8"))
-            except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError
-                error = error_object(PARSE_ERROR, f"Parse error: {exc}", "parse_error")
-                self.send({"jsonrpc": "2.0", "id": None, "error": error})
-                continue
-            if is_reply(message):
-                self.resolve(message)
-                continue
-            return message
+    def start(self) -> None:
+        self._reader_ident = start_new_thread(self._read_loop, ())
 
     def resolve(self, reply: dict) -> None:
         """Hand a reply from the engine to whoever is waiting for it."""
@@ -185,11 +160,31 @@ class Channel:
             if on_reply is not None:
                 on_reply(reply)
 
-    def _skip_line(self) -> int:
+    def _read_loop(self) -> None:
+        stream = open(self._in_fd, "rb", buffering=1 << 16, closefd=False)
+        limit = self.max_frame_bytes
+        try:
+            while True:
+                line = stream.readline(limit + 1)  # bounded: never buffers more than one frame
+                if not line:
+                    break
+                if len(line) > limit and not line.endswith(b"\n"):
+                    size = len(line) + self._skip_line(stream)
+                    self._report_oversized(size)
+                    continue
+                if not line.isspace():
+                    self._receive(line)
+        except Exception as exc:  # never reached by design; keep the exit path below
+            sys.stderr.write(f"iii_stdio: reader thread failed: {exc!r}\n")
+        finally:
+            self._on_eof()
+
+    @staticmethod
+    def _skip_line(stream: object) -> int:
         """Discard the rest of an oversized line; return how many bytes that was."""
         skipped = 0
         while True:
-            chunk = self._stream.readline(1 << 16)
+            chunk = stream.readline(1 << 16)  # type: ignore[attr-defined]
             skipped += len(chunk)
             if not chunk or chunk.endswith(b"\n"):
                 return skipped
@@ -198,3 +193,18 @@ class Channel:
         message = f"dropped an incoming frame of {size} bytes (III_MAX_FRAME_BYTES={self.max_frame_bytes})"
         sys.stderr.write(f"iii_stdio: {message}\n")
         self.notify("log", {"level": "error", "message": message, "data": {"code": "frame_too_large"}})
+
+    def _receive(self, line: bytes) -> None:
+        try:
+            message = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError
+            error = error_object(PARSE_ERROR, f"Parse error: {exc}", "parse_error")
+            self.send({"jsonrpc": "2.0", "id": None, "error": error})
+            return
+        try:
+            if is_reply(message):
+                self.resolve(message)
+            else:
+                self._on_message(message)
+        except Exception as exc:  # a bug in dispatch must not kill the reader
+            sys.stderr.write(f"iii_stdio: failed to dispatch a message: {exc!r}\n")

@@ -59,13 +59,19 @@ def error_object(rpc_code: int, message: str, code: str, stacktrace: str | None 
     return {"code": rpc_code, "message": message, "data": data}
 
 
-def error_from_exception(exc: BaseException) -> dict:
-    """Turn whatever a handler raised into the error object sent back to the caller."""
+def error_from_exception(exc: BaseException, skip_frames: int = 0) -> dict:
+    """Turn whatever a handler raised into the error object sent back to the caller.
+
+    ``skip_frames`` drops the SDK's own frames from the top of the stack trace.
+    """
     if isinstance(exc, InvocationError):
         return error_object(APPLICATION_ERROR, exc.message, exc.code, exc.stacktrace)
     import traceback  # costs a few ms; only paid once the first handler fails
 
-    stack = "".join(traceback.format_exception(exc))
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
+    stack = "".join(traceback.format_exception(type(exc), exc, tb))
     message = f"{type(exc).__name__}: {exc}"
     code = "invocation_stopped" if type(exc).__name__ == "CancelledError" else "invocation_failed"
     return error_object(APPLICATION_ERROR, message, code, stack)

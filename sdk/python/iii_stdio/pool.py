@@ -1,7 +1,9 @@
-"""A tiny pool of hot threads: the reader role and sync handlers run on it.
+"""A tiny pool of hot threads for sync handlers.
 
-Each parked thread waits on its own lock, so waking one is a single lock
-release; ``concurrent.futures`` is slower per task and costs ~10 ms to import.
+Sync handlers must not run on the reader thread: they may block, and they may
+call ``worker.trigger()`` whose reply only the reader thread can deliver.
+Each parked thread waits on its own lock, so a hand-off is one lock release
+(measured faster than ``concurrent.futures``, which also costs ~10 ms to import).
 Threads are started lazily, up to ``max_threads``; extra work waits in a FIFO.
 """
 
@@ -38,27 +40,19 @@ class ThreadPool:
         self._threads = 0
 
     def submit(self, fn: Callable[..., object], *args: object) -> None:
-        """Run ``fn(*args)`` on a pool thread, queueing it if all threads are busy."""
-        self._dispatch((fn, args), queue_if_busy=True)
-
-    def try_submit(self, fn: Callable[..., object], *args: object) -> bool:
-        """Run ``fn(*args)`` on a pool thread now, or return False if none is free."""
-        return self._dispatch((fn, args), queue_if_busy=False)
-
-    def _dispatch(self, task: tuple, queue_if_busy: bool) -> bool:
+        """Run ``fn(*args)`` on a pool thread; never blocks the caller."""
+        task = (fn, args)
         with self._lock:
             if self._parked:
                 parked = self._parked.pop()
                 parked.task = task
                 parked.wake.release()
-                return True
+                return
             if self._threads >= self._max:
-                if queue_if_busy:
-                    self._backlog.append(task)
-                return queue_if_busy
+                self._backlog.append(task)
+                return
             self._threads += 1
         start_new_thread(self._run, (task,))
-        return True
 
     def _run(self, task: tuple | None) -> None:
         parked = _Parked()

@@ -6,10 +6,10 @@ import functools
 import os
 import signal
 import sys
-from _thread import allocate_lock, get_ident
+from _thread import allocate_lock
 
 from .aio import LoopThread
-from .channel import DEFAULT_MAX_FRAME_BYTES, EOF, Channel, result_of, take_over_stdio
+from .channel import DEFAULT_MAX_FRAME_BYTES, Channel, is_reply, result_of, take_over_stdio
 from .context import Invocation, _current
 from .errors import (
     APPLICATION_ERROR,
@@ -56,8 +56,7 @@ class Worker:
         self.logger = Logger(self)
         self._functions: dict[str, tuple[Handler, bool]] = {}
         self._trigger_types: dict[str, tuple[tuple[Handler, bool] | None, tuple[Handler, bool] | None]] = {}
-        self._pool = ThreadPool(max_threads + 1)  # + the thread currently reading stdin
-        self._job: tuple | None = None  # a sync handler the reading thread will run itself
+        self._pool = ThreadPool(max_threads)
         self._loop = LoopThread()
         self._running = False
         self._stopped = allocate_lock()
@@ -69,9 +68,9 @@ class Worker:
         }
         in_fd, out_fd = take_over_stdio()
         max_frame = _env_int("III_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)
-        self._channel = Channel(in_fd, out_fd, max_frame)
+        self._channel = Channel(in_fd, out_fd, max_frame, self._on_message, self._on_eof)
         _exit_on_sigterm()
-        self._pool.submit(self._read_loop)
+        self._channel.start()
 
     # -- functions ----------------------------------------------------------------------
 
@@ -317,35 +316,7 @@ class Worker:
             _flush_std_streams()
             os._exit(0)
 
-    # -- incoming messages ---------------------------------------------------------------
-
-    def _read_loop(self) -> None:
-        """Read and dispatch engine messages; runs on one pool thread at a time.
-
-        Leader/followers: when a message yields a sync handler to run, this thread
-        hands the reading role to a parked pool thread and runs the handler itself,
-        so no thread wake-up sits between a request and its response. If every
-        thread is busy it keeps reading and queues the handler instead: someone must
-        always be reading, or replies to ``worker.trigger()`` would never arrive.
-        """
-        channel = self._channel
-        channel.reader_ident = get_ident()
-        while True:
-            message = channel.read_message()
-            if message is EOF:
-                return self._on_eof()
-            try:
-                self._on_message(message)
-            except Exception as exc:  # a bug in dispatch must not stop the reading
-                sys.stderr.write(f"iii_stdio: failed to dispatch a message: {exc!r}\n")
-            job, self._job = self._job, None
-            if job is None:
-                continue
-            channel.reader_ident = None  # until the next reader announces itself
-            if self._pool.try_submit(self._read_loop):
-                return job[0](*job[1])
-            channel.reader_ident = get_ident()
-            self._pool.submit(job[0], *job[1])
+    # -- incoming messages (reader thread) ----------------------------------------------
 
     def _on_message(self, message: object) -> None:
         if not isinstance(message, list):
@@ -366,7 +337,7 @@ class Worker:
         if not isinstance(message, dict):
             reply(_error_line(self._channel, None, INVALID_REQUEST, "Invalid Request"))
             return True
-        if "method" not in message and ("result" in message or "error" in message):
+        if is_reply(message):
             self._channel.resolve(message)  # a reply inside a batch
             return False
         has_id = "id" in message
@@ -450,8 +421,6 @@ class Worker:
             finish = functools.partial(_finish_with_none, finish)
         if is_async:
             self._loop.spawn(self._call_async, handler, arg, invocation, finish)
-        elif self._job is None:  # we are on the reading thread (see _read_loop)
-            self._job = (self._call_sync, (handler, arg, invocation, finish))
         else:
             self._pool.submit(self._call_sync, handler, arg, invocation, finish)
 
@@ -462,7 +431,7 @@ class Worker:
         try:
             result = handler(arg)
         except BaseException as exc:  # SystemExit too: a handler must not kill a pool thread
-            finish(error=error_from_exception(exc))
+            finish(error=error_from_exception(exc, skip_frames=1))
             return
         finally:
             _current.reset(token)
@@ -478,7 +447,7 @@ class Worker:
         try:
             result = await handler(arg)
         except BaseException as exc:  # includes CancelledError -> invocation_stopped
-            finish(error=error_from_exception(exc))
+            finish(error=error_from_exception(exc, skip_frames=1))
         else:
             finish(result)
 
