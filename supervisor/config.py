@@ -1,9 +1,11 @@
 """Loading ``config.yaml``: env expansion, the module list, and the app's data folder.
 
 The file keeps the seed format (``port`` and ``modules: [{class, config}]``). ``${VAR}`` and
-``${VAR:default}`` are expanded in string values after parsing (not in comments, unlike the
-original), and a value that is exactly one ``${...}`` takes the YAML type of what it expands to,
-so ``port: ${PORT:3111}`` is an integer. ``$${`` is a literal ``${``.
+``${VAR:default}`` work anywhere a value can stand, flow style too (``{port: ${PORT}}``): each
+``${...}`` is swapped for a YAML-safe placeholder before parsing and expanded after, so an error
+names the YAML path, and comments are never expanded (unlike the original). A value that is
+exactly one ``${...}`` takes the YAML type of what it expands to, so ``port: ${PORT:3111}`` is an
+integer. ``$${`` is a literal ``${``.
 """
 
 from __future__ import annotations
@@ -65,8 +67,14 @@ def load_config(path: str | os.PathLike[str] | None, *, env: Mapping[str, str] |
 
 def parse_config(text: str, *, base_dir: Path, source: Path | None, env: Mapping[str, str]) -> EngineConfig:
     where = str(source) if source else "config"
+    tokens: list[str] = []
+
+    def protect(m: re.Match[str]) -> str:
+        tokens.append(m.group(0))
+        return f"{_PLACEHOLDER}{len(tokens) - 1}__"
+
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.safe_load(_VAR.sub(protect, text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -76,7 +84,7 @@ def parse_config(text: str, *, base_dir: Path, source: Path | None, env: Mapping
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping with 'port' and 'modules'")
-    raw = expand_env(raw, env, "")
+    raw = expand_env(_restore(raw, tokens), env, "")
     for key in raw:
         if key not in _TOP_KEYS:
             raise ConfigError(f"unknown top-level key {key!r} (valid keys: {', '.join(sorted(_TOP_KEYS))})",
@@ -108,6 +116,23 @@ def _module_entry(item: Any, path: str) -> ModuleEntry:
     if not isinstance(cls, str) or not cls:
         raise ConfigError("missing 'class' (e.g. modules::api::RestApiModule)", f"{path}.class")
     return ModuleEntry(cls, item.get("config"), path)
+
+
+_PLACEHOLDER = "__iii_env_"
+_PLACEHOLDER_RE = re.compile(r"__iii_env_(\d+)__")
+
+
+def _restore(value: Any, tokens: list[str]) -> Any:
+    """Put the ``${...}`` texts back where their placeholders landed in the parsed tree."""
+    if not tokens:
+        return value
+    if isinstance(value, dict):
+        return {_restore(k, tokens): _restore(v, tokens) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v, tokens) for v in value]
+    if isinstance(value, str) and _PLACEHOLDER in value:
+        return _PLACEHOLDER_RE.sub(lambda m: tokens[int(m.group(1))], value)
+    return value
 
 
 def expand_env(value: Any, env: Mapping[str, str], path: str) -> Any:

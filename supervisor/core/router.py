@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from supervisor.core.models import FunctionDef, Invocation, Worker
 from supervisor.core.registry import Registry
-from supervisor.core.tracing import child_traceparent
+from supervisor.core.tracing import child_traceparent, new_id_source
 from supervisor.errors import (
     FunctionNotFound,
     InvocationError,
@@ -37,6 +36,7 @@ class Router:
         self._idle: asyncio.Event | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.on_fire_error: FireErrorHook | None = None
+        self._id_prefix, self._id_counter = new_id_source()
 
     async def call(
         self,
@@ -56,7 +56,8 @@ class Router:
         if fn is None:
             fn = await self._wait_for(function_id, started + limit)
         invocation = Invocation(
-            str(uuid.uuid4()), function_id, data, child_traceparent(traceparent), baggage, metadata, caller
+            f"{self._id_prefix}-{next(self._id_counter)}", function_id, data, child_traceparent(traceparent),
+            baggage, metadata, caller,
         )
         return await self._run(fn, invocation, started + limit - time.monotonic(), limit)
 

@@ -501,3 +501,17 @@ def test_plan_builds_typed_configs() -> None:
     assert plans[0][0].class_name == "modules::api::RestApiModule"
     assert plans[0][1] == RestApiConfig(port=0)
     assert isinstance(plans[1][1], ExecConfig)
+
+
+def test_env_in_flow_style_mappings_and_quoted_strings() -> None:
+    from pathlib import Path as _P
+
+    from supervisor.config import parse_config as _parse
+
+    text = (
+        "modules:\n"
+        "  - class: modules::api::RestApiModule\n"
+        "    config: {port: ${FLOW_PORT:3111}, host: \"h-${FLOW_HOST}-x\"}  # ${NOT_EXPANDED}\n"
+    )
+    cfg = _parse(text, base_dir=_P("/tmp"), source=None, env={"FLOW_HOST": "a b"})
+    assert cfg.modules[0].config == {"port": 3111, "host": "h-a b-x"}
