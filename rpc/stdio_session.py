@@ -145,12 +145,14 @@ class StdioSession:
             if stripped.startswith(("{", "[")):
                 # Looks like a broken protocol frame: tell the worker, and show it too.
                 self.log("warn", f"malformed JSON-RPC frame ({msg.reason}): {text[:200]}")
-                return _done(jsonrpc.error_object(None, jsonrpc.PARSE_ERROR, "Parse error", msg.reason))
+                return _done(jsonrpc.error_object(None, jsonrpc.PARSE_ERROR, f"Parse error: {msg.reason}",
+                                                  {"code": "parse_error"}))
             self.log("info", text, stream="stdout")  # a plain print that reached stdout
             return None
         self.log("warn", f"invalid JSON-RPC message ({msg.reason}): {text[:200]}")
         reply = msg.reply
-        return _done(jsonrpc.error_object(reply.id, reply.code, reply.message, reply.data))
+        return _done(jsonrpc.error_object(reply.id, reply.code, f"{reply.message}: {msg.reason}",
+                                          {"code": "invalid_request"}))
 
     async def _reply_later(self, reply: Awaitable[dict[str, Any] | None]) -> None:
         obj = await reply

@@ -228,6 +228,10 @@ async def chain_async(data):
 def chain_fails(data):
     return worker.trigger("math::missing", {})
 
+@worker.function("echo")
+def echo(data):
+    return data
+
 worker.run()
 """
 
@@ -244,6 +248,9 @@ def test_nested_trigger_from_sync_handler(start) -> None:
         "traceparent": "00-trace-span-01",
         "baggage": "user=7",
     }
+    # while that handler waits for its reply, the worker keeps serving other calls
+    engine.invoke("n2", "echo", "still serving")
+    assert engine.response("n2")["result"] == "still serving"
     engine.reply(call, 40)
     void = engine.expect("trigger", request=False)
     assert void["params"] == {
@@ -270,6 +277,47 @@ def test_nested_trigger_from_async_handler_and_error_propagation(start) -> None:
     error = engine.response("a2")["error"]
     assert error["data"]["code"] == "function_not_found"
     assert error["message"] == "math::missing not found"
+
+
+def test_async_handlers_are_detected_through_wrappers(start) -> None:
+    engine = start(
+        """
+        import functools
+
+        class Doubler:
+            async def __call__(self, data):
+                await asyncio.sleep(0)
+                return [data * 2, current_invocation().function_id]
+
+        async def add(a, data):
+            return a + data
+
+        def returns_coroutine(data):  # a sync wrapper around async code
+            return add(100, data)
+
+        worker.register_function("obj::double", Doubler())
+        worker.register_function("partial::add", functools.partial(add, 10))
+        worker.register_function("wrap::add", returns_coroutine)
+        try:
+            async def agen(data):
+                yield data
+            worker.register_function("bad::agen", agen)
+        except TypeError as exc:
+            worker.log("error", str(exc))
+        worker.run()
+        """
+    )
+    for _ in range(3):
+        engine.reply(engine.expect("register_function"))
+    assert "async generator" in engine.expect("log", request=False)["params"]["message"]
+    engine.expect("ready", request=False)
+    for inv_id, function_id, expected in [
+        ("d", "obj::double", [42, "obj::double"]),
+        ("p", "partial::add", 31),
+        ("w", "wrap::add", 121),
+    ]:
+        engine.invoke(inv_id, function_id, 21)
+        assert engine.response(inv_id)["result"] == expected
 
 
 def test_batch_requests(start) -> None:

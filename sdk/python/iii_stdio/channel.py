@@ -2,7 +2,7 @@
 
 Owns the protocol file descriptors, frames and writes messages, runs the reader
 thread, and matches the engine's replies to our pending requests. What an
-incoming request *means* is the Worker's business (``on_message``).
+incoming request *means* is dispatch.py's business (``on_message``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .errors import PARSE_ERROR, InvocationError, error_object
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import BinaryIO
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -61,19 +62,18 @@ def result_of(reply: dict) -> object:
 
 
 class Channel:
+    _on_message: Callable[[object], None]  # set by start()
+    _on_eof: Callable[[], None]
+
     def __init__(
         self,
         in_fd: int,
         out_fd: int,
         max_frame_bytes: int,
-        on_message: Callable[[object], None],
-        on_eof: Callable[[], None],
     ) -> None:
         self.max_frame_bytes = max_frame_bytes
         self._in_fd = in_fd
         self._out_fd = out_fd
-        self._on_message = on_message
-        self._on_eof = on_eof
         self._write_lock = allocate_lock()
         self._broken = False
         self._ids = count(1)
@@ -149,7 +149,11 @@ class Channel:
 
     # -- input ------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, on_message: Callable[[object], None], on_eof: Callable[[], None]) -> None:
+        """Start the reader thread: ``on_message`` gets each request, notification or
+        batch (replies are resolved here); ``on_eof`` runs when stdin closes."""
+        self._on_message = on_message
+        self._on_eof = on_eof
         self._reader_ident = start_new_thread(self._read_loop, ())
 
     def resolve(self, reply: dict) -> None:
@@ -159,8 +163,11 @@ class Channel:
             on_reply = self._pending.pop(req_id, None)
             if on_reply is not None:
                 on_reply(reply)
+        elif "error" in reply:  # the engine could not read one of our lines: say so in the log
+            sys.stderr.write(f"iii_stdio: the engine reported a protocol error: {reply['error']}\n")
 
     def _read_loop(self) -> None:
+        self._reader_ident = get_ident()
         stream = open(self._in_fd, "rb", buffering=1 << 16, closefd=False)
         limit = self.max_frame_bytes
         try:
@@ -174,17 +181,17 @@ class Channel:
                     continue
                 if not line.isspace():
                     self._receive(line)
-        except Exception as exc:  # never reached by design; keep the exit path below
-            sys.stderr.write(f"iii_stdio: reader thread failed: {exc!r}\n")
+        except Exception as exc:  # e.g. stdin unreadable: as final as EOF
+            sys.stderr.write(f"iii_stdio: reading stdin failed: {exc!r}\n")
         finally:
             self._on_eof()
 
     @staticmethod
-    def _skip_line(stream: object) -> int:
+    def _skip_line(stream: BinaryIO) -> int:
         """Discard the rest of an oversized line; return how many bytes that was."""
         skipped = 0
         while True:
-            chunk = stream.readline(1 << 16)  # type: ignore[attr-defined]
+            chunk = stream.readline(1 << 16)
             skipped += len(chunk)
             if not chunk or chunk.endswith(b"\n"):
                 return skipped

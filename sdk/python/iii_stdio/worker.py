@@ -9,17 +9,10 @@ import sys
 from _thread import allocate_lock
 
 from .aio import LoopThread
-from .channel import DEFAULT_MAX_FRAME_BYTES, Channel, is_reply, result_of, take_over_stdio
-from .context import Invocation, _current
-from .errors import (
-    APPLICATION_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    InvocationError,
-    error_from_exception,
-    error_object,
-)
+from .channel import DEFAULT_MAX_FRAME_BYTES, Channel, result_of, take_over_stdio
+from .context import _current
+from .dispatch import Dispatcher
+from .errors import InvocationError
 from .pool import ThreadPool
 
 TYPE_CHECKING = False
@@ -27,8 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn
 
-    Handler = Callable[[Any], Any]
-    Finish = Callable[..., None]
+    from .dispatch import Entry, Handler
 
 PROTOCOL = "stdio-jsonrpc"
 _CALL_TIMEOUT = 30.0  # seconds to wait for the engine to answer a registration
@@ -54,23 +46,20 @@ class Worker:
             _instance = self
         self.name = os.environ.get("III_WORKER_NAME", "")
         self.logger = Logger(self)
-        self._functions: dict[str, tuple[Handler, bool]] = {}
-        self._trigger_types: dict[str, tuple[tuple[Handler, bool] | None, tuple[Handler, bool] | None]] = {}
-        self._pool = ThreadPool(max_threads)
+        self._functions: dict[str, Entry] = {}
+        self._trigger_types: dict[str, tuple[Entry | None, Entry | None]] = {}
         self._loop = LoopThread()
         self._running = False
         self._stopped = allocate_lock()
         self._stopped.acquire()
-        self._methods = {
-            "invoke": self._on_invoke,
-            "register_trigger": self._on_register_trigger,
-            "unregister_trigger": self._on_unregister_trigger,
-        }
         in_fd, out_fd = take_over_stdio()
         max_frame = _env_int("III_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)
-        self._channel = Channel(in_fd, out_fd, max_frame, self._on_message, self._on_eof)
+        self._channel = Channel(in_fd, out_fd, max_frame)
+        dispatcher = Dispatcher(
+            self._channel, ThreadPool(max_threads), self._loop, self._functions, self._trigger_types
+        )
         _exit_on_sigterm()
-        self._channel.start()
+        self._channel.start(dispatcher.on_message, self._on_eof)
 
     # -- functions ----------------------------------------------------------------------
 
@@ -114,11 +103,7 @@ class Worker:
         try:
             self._channel.call("register_function", params, _CALL_TIMEOUT)
         except BaseException:
-            if self._functions.get(id) is entry:
-                if previous is None:
-                    del self._functions[id]
-                else:
-                    self._functions[id] = previous
+            _restore(self._functions, id, entry, previous)
             raise
 
     def unregister_function(self, id: str) -> None:
@@ -176,16 +161,15 @@ class Worker:
         ``on_register(trigger)`` / ``on_unregister(trigger)`` get the trigger dict
         ``{id, type, function_id, config, metadata?}``; raising refuses it.
         """
-        callbacks = tuple(
-            None if cb is None else (cb, self._check_handler(cb)) for cb in (on_register, on_unregister)
-        )
-        self._trigger_types[id] = callbacks  # type: ignore[assignment]
+        on_reg = None if on_register is None else (on_register, self._check_handler(on_register))
+        on_unreg = None if on_unregister is None else (on_unregister, self._check_handler(on_unregister))
+        previous = self._trigger_types.get(id)
+        self._trigger_types[id] = entry = (on_reg, on_unreg)
         try:
-            self._channel.call(
-                "register_trigger_type", _drop_none(id=id, description=description), _CALL_TIMEOUT
-            )
+            params = _drop_none(id=id, description=description)
+            self._channel.call("register_trigger_type", params, _CALL_TIMEOUT)
         except BaseException:
-            self._trigger_types.pop(id, None)
+            _restore(self._trigger_types, id, entry, previous)
             raise
 
     def unregister_trigger_type(self, id: str) -> None:
@@ -308,96 +292,13 @@ class Worker:
             sys.exit(130)
         sys.exit(0)
 
-    def _on_eof(self) -> None:
+    def _on_eof(self) -> None:  # on the reader thread
         """stdin is our lifeline: when the engine closes it, the worker ends."""
         if self._running:
             self._stopped.release()  # run() exits normally, so atexit handlers run
         else:
             _flush_std_streams()
             os._exit(0)
-
-    # -- incoming messages (reader thread) ----------------------------------------------
-
-    def _on_message(self, message: object) -> None:
-        if not isinstance(message, list):
-            self._handle(message, self._channel.write)
-        elif not message:
-            self._channel.write(
-                _error_line(self._channel, None, INVALID_REQUEST, "Invalid Request: empty batch")
-            )
-        else:
-            batch = _Batch(self._channel.write)
-            for item in message:
-                if self._handle(item, batch.add):
-                    batch.expected += 1
-            batch.seal()
-
-    def _handle(self, message: object, reply: Callable[[bytes], None]) -> bool:
-        """Dispatch one message; return True if ``reply`` will be called (exactly once)."""
-        if not isinstance(message, dict):
-            reply(_error_line(self._channel, None, INVALID_REQUEST, "Invalid Request"))
-            return True
-        if is_reply(message):
-            self._channel.resolve(message)  # a reply inside a batch
-            return False
-        has_id = "id" in message
-        req_id = message.get("id")
-        if not _valid_id(req_id):
-            reply(_error_line(self._channel, None, INVALID_REQUEST, "Invalid Request: bad id"))
-            return True
-        name = message.get("method")
-        if message.get("jsonrpc") != "2.0" or not isinstance(name, str):
-            reply(_error_line(self._channel, req_id, INVALID_REQUEST, "Invalid Request"))
-            return True
-        method = self._methods.get(name)
-        if method is None:
-            if has_id:
-                reply(_error_line(self._channel, req_id, METHOD_NOT_FOUND, f"Method not found: {name}"))
-            return has_id
-
-        def finish(result: object = None, error: dict | None = None) -> None:
-            if has_id:
-                reply(self._response(req_id, result, error))
-            elif error is not None:  # a notification failed: nobody to tell but the log
-                sys.stderr.write(f"iii_stdio: {name} notification failed: {error['message']}\n")
-
-        method(req_id, message.get("params"), finish)
-        return has_id
-
-    def _on_invoke(self, req_id: object, params: object, finish: Finish) -> None:
-        if not isinstance(params, dict) or not isinstance(params.get("function_id"), str):
-            return finish(
-                error=error_object(INVALID_PARAMS, "invoke needs params.function_id", "invalid_params")
-            )
-        function_id = params["function_id"]
-        entry = self._functions.get(function_id)
-        if entry is None:
-            message = f"function {function_id!r} is not registered by this worker"
-            return finish(error=error_object(APPLICATION_ERROR, message, "function_not_found"))
-        invocation = Invocation(
-            req_id, function_id, params.get("traceparent"), params.get("baggage"), params.get("metadata")
-        )
-        self._run(entry, params.get("data"), invocation, finish)
-
-    def _on_register_trigger(self, req_id: object, params: object, finish: Finish) -> None:
-        self._on_trigger_change(params, finish, 0)
-
-    def _on_unregister_trigger(self, req_id: object, params: object, finish: Finish) -> None:
-        self._on_trigger_change(params, finish, 1)
-
-    def _on_trigger_change(self, params: object, finish: Finish, which: int) -> None:
-        if not isinstance(params, dict) or not isinstance(params.get("type"), str):
-            return finish(error=error_object(INVALID_PARAMS, "params.type is required", "invalid_params"))
-        callbacks = self._trigger_types.get(params["type"])
-        if callbacks is None:
-            message = f"trigger type {params['type']!r} is not registered by this worker"
-            return finish(error=error_object(APPLICATION_ERROR, message, "trigger_type_not_found"))
-        entry = callbacks[which]
-        if entry is None:
-            return finish(None)
-        self._run(entry, params, None, finish, discard_result=True)
-
-    # -- running user code --------------------------------------------------------------
 
     def _check_handler(self, handler: Handler) -> bool:
         """Validate a handler; return True if it is async (and start the loop for it)."""
@@ -407,61 +308,6 @@ class Worker:
         if is_async:
             self._loop.ensure_started()  # pay for asyncio now rather than on the first call
         return is_async
-
-    def _run(
-        self,
-        entry: tuple[Handler, bool],
-        arg: object,
-        invocation: Invocation | None,
-        finish: Finish,
-        discard_result: bool = False,
-    ) -> None:
-        handler, is_async = entry
-        if discard_result:
-            finish = functools.partial(_finish_with_none, finish)
-        if is_async:
-            self._loop.spawn(self._call_async, handler, arg, invocation, finish)
-        else:
-            self._pool.submit(self._call_sync, handler, arg, invocation, finish)
-
-    def _call_sync(
-        self, handler: Handler, arg: object, invocation: Invocation | None, finish: Finish
-    ) -> None:
-        token = _current.set(invocation)
-        try:
-            result = handler(arg)
-        except BaseException as exc:  # SystemExit too: a handler must not kill a pool thread
-            finish(error=error_from_exception(exc, skip_frames=1))
-            return
-        finally:
-            _current.reset(token)
-        if hasattr(result, "__await__"):  # a sync wrapper returned a coroutine: await it on the loop
-            self._loop.spawn(self._call_async, _identity, result, invocation, finish)
-        else:
-            finish(result)
-
-    async def _call_async(
-        self, handler: Handler, arg: object, invocation: Invocation | None, finish: Finish
-    ) -> None:
-        _current.set(invocation)  # each task runs in its own copy of the context
-        try:
-            result = await handler(arg)
-        except BaseException as exc:  # includes CancelledError -> invocation_stopped
-            finish(error=error_from_exception(exc, skip_frames=1))
-        else:
-            finish(result)
-
-    def _response(self, req_id: object, result: object, error: dict | None) -> bytes:
-        """Encode a response; a result that cannot be sent becomes an error response."""
-        if error is None:
-            try:
-                return self._channel.encode({"jsonrpc": "2.0", "id": req_id, "result": result})
-            except InvocationError as exc:
-                error = error_from_exception(exc)
-            except (TypeError, ValueError) as exc:
-                message = f"result is not JSON serializable: {exc}"
-                error = error_object(APPLICATION_ERROR, message, "invocation_failed")
-        return self._channel.encode({"jsonrpc": "2.0", "id": req_id, "error": error})
 
 
 class Logger:
@@ -485,34 +331,6 @@ class Logger:
 
     def error(self, message: str, data: object = None) -> None:
         self._worker.log("error", message, data)
-
-
-class _Batch:
-    """Collects the responses to one incoming batch and sends them as one array."""
-
-    def __init__(self, write: Callable[[bytes], None]) -> None:
-        self._write = write
-        self._lock = allocate_lock()
-        self._lines: list[bytes] = []
-        self._sealed = False
-        self.expected = 0  # bumped by the reader while dispatching, before seal()
-
-    def add(self, line: bytes) -> None:
-        with self._lock:
-            self._lines.append(line)
-            complete = self._sealed and len(self._lines) == self.expected
-        if complete:
-            self._flush()
-
-    def seal(self) -> None:
-        with self._lock:
-            self._sealed = True
-            complete = len(self._lines) == self.expected
-        if complete and self._lines:  # a batch of only notifications gets no answer
-            self._flush()
-
-    def _flush(self) -> None:
-        self._write(b"[" + b",".join(self._lines) + b"]")
 
 
 def _is_async(fn: object) -> bool:
@@ -565,13 +383,13 @@ def _flush_std_streams() -> None:
             pass
 
 
-def _error_line(channel: Channel, req_id: object, rpc_code: int, message: str) -> bytes:
-    code = "invalid_request" if rpc_code == INVALID_REQUEST else "method_not_found"
-    return channel.encode({"jsonrpc": "2.0", "id": req_id, "error": error_object(rpc_code, message, code)})
-
-
-def _valid_id(value: object) -> bool:
-    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+def _restore(registry: dict, key: str, entry: object, previous: object) -> None:
+    """Undo a local registration the engine refused (unless it was replaced meanwhile)."""
+    if registry.get(key) is entry:
+        if previous is None:
+            del registry[key]
+        else:
+            registry[key] = previous
 
 
 def _drop_none(**params: object) -> dict:
@@ -588,11 +406,3 @@ def _env_int(name: str, default: int) -> int:
 def _settle(future: Any, reply: dict) -> None:
     if not future.done():
         future.set_result(reply)
-
-
-def _identity(value: object) -> object:
-    return value
-
-
-def _finish_with_none(finish: Finish, result: object = None, error: dict | None = None) -> None:
-    finish(None, error)
