@@ -577,7 +577,8 @@ def test_broken_json_frame_gets_parse_error() -> None:
         reply = await h.next_line()
         assert reply["id"] is None
         assert reply["error"]["code"] == -32700
-        assert reply["error"]["message"] == "Parse error"
+        assert reply["error"]["message"].startswith("Parse error: not JSON")
+        assert reply["error"]["data"] == {"code": "parse_error"}
         assert any(e.level == "warn" and "malformed" in e.message for e in h.view.events)
 
     run(test)
