@@ -72,6 +72,15 @@ class ChildPipes(asyncio.SubprocessProtocol):
             asyncio.get_running_loop().call_soon(self._flush)
         self._queued.append(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Write at once, after anything already queued (keeps frame order)."""
+        if self._queued:
+            self._queued.append(data)
+            return
+        stdin = self._stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write(data)
+
     def _flush(self) -> None:
         frames, self._queued = self._queued, []
         stdin = self._stdin

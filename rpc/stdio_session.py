@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +31,7 @@ from supervisor.errors import (
     FrameTooLarge,
     InvocationError,
     InvocationStopped,
+    InvocationTimeout,
     RegistrationError,
     TriggerConfigError,
 )
@@ -37,6 +40,7 @@ Send = Callable[[bytes], None]
 LOG_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warn", "warning": "warn",
               "error": "error", "fatal": "error", "critical": "error"}
 PROVIDER_TIMEOUT = 10.0
+_NEVER = float("inf")
 
 
 class _InvalidParams(Exception):
@@ -89,12 +93,17 @@ def _control(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]
 
 
 class StdioSession:
-    def __init__(self, core: Core, worker: Worker, send: Send, *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, core: Core, worker: Worker, send: Send, *, max_frame: int = DEFAULT_MAX_FRAME,
+                 send_now: Send | None = None) -> None:
         self.core = core
         self.worker = worker
-        self._send = send
+        self._send = send  # may batch frames of one loop turn into one write
+        self._send_now = send_now  # writes at once (used when a single call is in flight)
         self.max_frame = max_frame
-        self._pending: dict[str | int, tuple[asyncio.Future[Any], str]] = {}
+        self._pending: dict[str | int, tuple[asyncio.Future[Any], str, float, float]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = _NEVER
         self._ids = itertools.count(1)
         self._control_queue: asyncio.Queue[jsonrpc.Request | jsonrpc.Notification | None] = asyncio.Queue()
         self._control_replies: dict[str | int, asyncio.Future[dict[str, Any] | None]] = {}
@@ -111,6 +120,14 @@ class StdioSession:
             self._send(jsonrpc.encode(jsonrpc.error_object(
                 None, jsonrpc.INVALID_REQUEST, str(err), {"code": "frame_too_large"})))
             return
+        if line[:1] == b"{" and b'"result"' in line:  # the hot path: a reply to an invoke
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if type(obj) is dict and "method" not in obj and "result" in obj and obj.get("jsonrpc") == "2.0":
+                self._resolve(obj.get("id"), obj["result"], None)
+                return
         msg = jsonrpc.parse(line)
         if isinstance(msg, jsonrpc.Batch):
             self._spawn(self._batch(msg))
@@ -248,34 +265,70 @@ class StdioSession:
 
     # -- calls into the worker ---------------------------------------------------------------
 
-    async def invoke(self, invocation: Invocation) -> Any:
-        """The invoker of this worker's functions: send ``invoke``, await the matching reply."""
-        if self.closed:
-            raise InvocationStopped(f"worker {self.worker.name!r} is not running")
+    def invoke(self, invocation: Invocation) -> asyncio.Future[Any]:
+        """The invoker of this worker's functions: send ``invoke``; the future gets the reply.
+
+        A plain future, not a coroutine, and no timer per call: the deadline goes into the
+        pending table and one sweep timer per session fails calls that pass it."""
         params: dict[str, Any] = {"function_id": invocation.function_id, "data": invocation.data,
                                   "traceparent": invocation.traceparent}
         if invocation.baggage:
             params["baggage"] = invocation.baggage
         if invocation.metadata:
             params["metadata"] = invocation.metadata
-        return await self.request(invocation.id, "invoke", params, invocation.function_id)
+        return self._send_request(invocation.id, "invoke", params, invocation.function_id,
+                                  invocation.deadline, invocation.timeout)
 
-    async def request(self, msg_id: str | int | None, method: str, params: Any, what: str) -> Any:
-        if msg_id is None:
-            msg_id = f"e{next(self._ids)}"
+    async def request(self, method: str, params: Any, what: str, timeout: float) -> Any:
+        """An engine-initiated request other than ``invoke`` (e.g. forwarding a trigger)."""
+        return await self._send_request(f"e{next(self._ids)}", method, params, what,
+                                        time.monotonic() + timeout, timeout)
+
+    def _send_request(self, msg_id: str | int, method: str, params: Any, what: str, deadline: float,
+                      timeout: float) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        if self.closed:
+            fut.set_exception(InvocationStopped(f"worker {self.worker.name!r} is not running"))
+            return fut
         frame = jsonrpc.encode_request(msg_id, method, params)
         if len(frame) > self.max_frame:
-            raise InvocationError(str(FrameTooLarge(len(frame), self.max_frame)), code="frame_too_large")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[msg_id] = (fut, what)
-        try:
+            fut.set_exception(InvocationError(str(FrameTooLarge(len(frame), self.max_frame)),
+                                              code="frame_too_large"))
+            return fut
+        self._pending[msg_id] = (fut, what, deadline, timeout)
+        if deadline < self._sweep_at:
+            self._schedule_sweep(deadline)
+        if len(self._pending) == 1 and self._send_now is not None:
+            self._send_now(frame)  # nothing else in flight: skip the batching hop
+        else:
             self._send(frame)
-            return await fut
-        finally:
-            self._pending.pop(msg_id, None)
+        return fut
+
+    def _schedule_sweep(self, at: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = at
+        self._sweep = self._loop.call_at(self._loop.time() + max(at - time.monotonic(), 0.0), self._expire)
+
+    def _expire(self) -> None:
+        """Fail calls past their deadline (and forget ones their caller gave up on)."""
+        self._sweep, self._sweep_at = None, _NEVER
+        now = time.monotonic()
+        earliest = _NEVER
+        for msg_id, (fut, what, deadline, timeout) in list(self._pending.items()):
+            if fut.done():
+                del self._pending[msg_id]
+            elif deadline <= now:
+                del self._pending[msg_id]
+                fut.set_exception(InvocationTimeout(
+                    f"{what!r} on worker {self.worker.name!r} did not answer within {timeout:g} s"))
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest is not _NEVER:
+            self._schedule_sweep(earliest)
 
     def _resolve(self, msg_id: Any, result: Any, error: jsonrpc.ErrorResponse | None) -> None:
-        entry = self._pending.get(msg_id)
+        entry = self._pending.pop(msg_id, None)
         if entry is None:
             self.log("debug", f"reply for unknown or expired call id {msg_id!r} ignored")
             return
@@ -299,7 +352,9 @@ class StdioSession:
         if self.closed:
             return
         self.closed = True
-        for msg_id, (fut, what) in list(self._pending.items()):
+        if self._sweep is not None:
+            self._sweep.cancel()
+        for msg_id, (fut, what, _deadline, _timeout) in list(self._pending.items()):
             if not fut.done():
                 fut.set_exception(InvocationStopped(
                     f"worker {self.worker.name!r} {reason} while running {what!r} (call {msg_id})"))
@@ -333,12 +388,7 @@ class WorkerTriggerProvider:
         params = {"id": trigger.id, "type": trigger.type, "function_id": trigger.function_id,
                   "config": trigger.config, "metadata": trigger.metadata}
         try:
-            async with asyncio.timeout(PROVIDER_TIMEOUT):
-                await self.session.request(None, method, params, f"{method} {trigger.id}")
-        except TimeoutError:
-            raise TriggerConfigError(
-                f"worker {self.session.worker.name!r} did not answer {method} within {PROVIDER_TIMEOUT:g} s"
-            ) from None
+            await self.session.request(method, params, f"{method} {trigger.id}", PROVIDER_TIMEOUT)
         except InvocationError as exc:
             raise TriggerConfigError(f"worker {self.session.worker.name!r} refused the trigger: {exc.message}",
                                      code=exc.code) from None
@@ -364,6 +414,7 @@ async def _register_function(s: StdioSession, p: dict[str, Any]) -> None:
     s.core.registry.register_function(FunctionDef(
         fid, s.worker, s.invoke, description=p.get("description"), request_format=p.get("request_format"),
         response_format=p.get("response_format"), metadata=_mapping(p, "metadata", "register_function"),
+        enforces_deadline=True,
     ))
 
 

@@ -132,7 +132,9 @@ class RestApiModule(Module):
         raw_path = request.raw_path.partition("?")[0]
         if method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
             return self._preflight(request, origin, raw_path)
-        found = await self._match(method, raw_path)
+        found = self.routes.match(method, raw_path)
+        if found is None:
+            found = await self._match(method, raw_path)
         if found is None:
             allowed = self.routes.allowed_methods(raw_path)
             if allowed:
@@ -147,8 +149,8 @@ class RestApiModule(Module):
             return error_answer(413, "body_too_large", f"request body of {length} bytes exceeds the limit of "
                                 f"{self.config.max_body_bytes} bytes")
         try:
-            raw = await self._read_body(request)
-            body = parse_body(raw, request.headers.get("Content-Type", ""))
+            raw = await self._read_body(request) if request.body_exists else b""
+            body = parse_body(raw, request.headers.get("Content-Type", "")) if raw else None
         except BadRequestBody as exc:
             return error_answer(400, "invalid_body", str(exc))
         except _TooLarge:
@@ -187,8 +189,6 @@ class RestApiModule(Module):
             await self.core.registry.wait_changed(max(deadline - time.monotonic(), 0.0))
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        if not request.body_exists:
-            return b""
         limit = self.config.max_body_bytes
         chunks: list[bytes] = []
         size = 0

@@ -73,6 +73,9 @@ class FunctionDef:
     request_format: Any = None
     response_format: Any = None
     metadata: dict[str, Any] | None = None
+    # True when ``invoke`` itself fails the call with InvocationTimeout at ``invocation.deadline``
+    # (the stdio session does, with one timer per worker instead of one per call).
+    enforces_deadline: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -138,6 +141,8 @@ class Invocation:
     baggage: str | None = None
     metadata: dict[str, Any] | None = None
     caller: Worker | None = None
+    deadline: float = 0.0  # time.monotonic() by which the call must be answered
+    timeout: float = 0.0  # the limit the deadline came from, for messages
 
 
 InProcessHandler = Callable[[Any], Awaitable[Any]]

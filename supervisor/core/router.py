@@ -51,30 +51,30 @@ class Router:
     ) -> Any:
         """Invoke ``function_id`` and return its result, or raise an ``InvocationError``."""
         limit = self.default_timeout if timeout is None else timeout
-        started = time.monotonic()
+        deadline = time.monotonic() + limit
         fn = self.registry.resolve(function_id)
         if fn is None:
-            fn = await self._wait_for(function_id, started + limit)
+            fn = await self._wait_for(function_id, deadline)
         invocation = Invocation(
             f"{self._id_prefix}-{next(self._id_counter)}", function_id, data, child_traceparent(traceparent),
-            baggage, metadata, caller,
+            baggage, metadata, caller, deadline, limit,
         )
-        return await self._run(fn, invocation, started + limit - time.monotonic(), limit)
-
-    async def _run(self, fn: FunctionDef, invocation: Invocation, remaining: float, limit: float) -> Any:
         worker = fn.worker
         worker.call_started()
         self.inflight += 1
-        timer = asyncio.timeout(max(remaining, 0.0))
         try:
-            async with timer:
+            if fn.enforces_deadline:  # the hot path: no timer object per call
                 return await fn.invoke(invocation)
-        except TimeoutError as exc:
-            if not timer.expired():
-                raise InvocationFailed(f"TimeoutError: {exc}") from exc
-            raise InvocationTimeout(
-                f"function {fn.id!r} on worker {worker.name!r} did not answer within {limit:g} s"
-            ) from None
+            timer = asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic())
+            try:
+                async with timer:
+                    return await fn.invoke(invocation)
+            except TimeoutError as exc:
+                if not timer.expired():
+                    raise InvocationFailed(f"TimeoutError: {exc}") from exc
+                raise InvocationTimeout(
+                    f"function {fn.id!r} on worker {worker.name!r} did not answer within {limit:g} s"
+                ) from None
         except InvocationError:
             raise
         except Exception as exc:  # an in-process handler raised something untyped

@@ -87,7 +87,8 @@ class WorkerInstance:
         pipes.on_stderr = lambda text: self.core.log("info", text, source=stream_source, stream="stderr")
         if protocol:
             worker = Worker(id=str(uuid.uuid4()), name=spec.name, kind="stdio", pid=pid, slot=spec.name)
-            session = StdioSession(self.core, worker, pipes.write, max_frame=spec.max_frame)
+            session = StdioSession(self.core, worker, pipes.write, max_frame=spec.max_frame,
+                                   send_now=pipes.write_now)
             pipes.on_line = session.line_received
             self.worker, self.session = worker, session
             self.core.registry.add_worker(worker)
