@@ -140,11 +140,23 @@ def _split_static(pattern: str) -> tuple[str, str]:
 
 
 class _Glob:
-    __slots__ = ("base", "regex")
+    __slots__ = ("base", "rest", "regex")
 
     def __init__(self, base: str, rest: str) -> None:
         self.base = base  # absolute, normalised, no trailing slash
+        self.rest = rest
         self.regex = compile_glob(rest) if rest else None  # None: literal path (and its subtree)
+
+    def may_contain(self, directory: str) -> bool:
+        """Could anything below `directory` match? (cheap over-approximation)"""
+        if _within(self.base, directory):
+            return True  # our whole base lies inside it
+        if not _within(directory, self.base):
+            return False
+        if self.regex is None or "**" in self.rest:
+            return True
+        depth = directory[len(self.base) :].count("/")
+        return self.rest.count("/") >= depth
 
     def match(self, abspath: str) -> bool:
         if self.regex is None:
@@ -170,12 +182,26 @@ class GlobSet:
             base = os.path.normpath(static)  # lexical: "./", "a/../b", trailing "/"
             self._globs.append(_Glob(base, rest))
 
-    def matches(self, path: Path | str) -> bool:
-        """Does a changed path (absolute, or relative to root) match any pattern?"""
+    def _abs(self, path: Path | str) -> str:
         p = os.fspath(path)
         if not os.path.isabs(p):
             p = os.path.join(self._root, p)
-        p = os.path.normpath(p)
+        return os.path.normpath(p)
+
+    def may_contain(self, directory: Path | str) -> bool:
+        """Could files below this (new) directory match? False for ignored dirs.
+
+        Lets the watcher skip scanning directories no pattern can reach, e.g.
+        everything npm creates inside node_modules.
+        """
+        d = self._abs(directory)
+        if d.startswith(self._root + "/") and _has_ignored(d[len(self._root) :]):
+            return False
+        return any(g.may_contain(d) for g in self._globs)
+
+    def matches(self, path: Path | str) -> bool:
+        """Does a changed path (absolute, or relative to root) match any pattern?"""
+        p = self._abs(path)
         if is_editor_temp(os.path.basename(p)):
             return False
         globs = [g for g in self._globs if g.match(p)]
@@ -203,6 +229,10 @@ class GlobSet:
             dirs.add(d)
         kept = [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
         return sorted(Path(d) for d in kept)
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def _has_ignored(rel: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +33,19 @@ class ExecSpec:
     env: dict[str, str]
     max_frame: int
     stop_timeout: float
+
+
+_SHELL_SYNTAX = re.compile(r"[;&|<>()$`\n\\*?\[\]{}~!#]")
+
+
+def shell_command(command: str) -> str:
+    """Let the shell replace itself with a simple command (``exec``), so the worker's pid is the
+    process's own, its exit status and signal are reported as they are, and a restart forks once.
+    Commands using shell syntax (pipes, lists, expansions) run unchanged."""
+    stripped = command.strip()
+    if _SHELL_SYNTAX.search(stripped) or stripped.startswith("exec ") or "=" in stripped.split(" ", 1)[0]:
+        return command
+    return f"exec {stripped}"
 
 
 class StepFailed(EngineError):
@@ -72,7 +86,7 @@ class WorkerInstance:
         spec = self.spec
         try:
             _transport, pipes = await loop.subprocess_shell(
-                lambda: ChildPipes(max_frame=spec.max_frame), command,
+                lambda: ChildPipes(max_frame=spec.max_frame), shell_command(command),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 cwd=spec.cwd, env=spec.env, start_new_session=True,
             )

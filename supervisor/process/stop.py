@@ -126,13 +126,16 @@ async def stop_process_group(
 ) -> str:
     """SIGTERM the group, SIGKILL it if still alive after `grace` seconds.
 
-    `leader_exited` is awaited (e.g. `proc.wait`) so the leader gets reaped by
-    its owner. Returns "gone" (no live member at start), "terminated" (gone
+    `leader_exited` is awaited (e.g. `proc.wait`, or `lambda: some_future`) so
+    the leader gets reaped by its owner; a future it returns is never cancelled
+    here, only a coroutine we wrapped ourselves. Returns "gone" (no live member at start), "terminated" (gone
     after SIGTERM), "killed" (SIGKILL was needed) or, if even SIGKILL didn't
     empty the group within `kill_timeout` (uninterruptible sleep, foreign-owned
     member), "stuck".
     """
-    leader = asyncio.ensure_future(leader_exited())
+    awaitable = leader_exited()
+    owned = not asyncio.isfuture(awaitable)
+    leader = asyncio.ensure_future(awaitable)
     try:
         if not group_alive(pgid):
             await _wait_gone(pgid, leader, kill_timeout)  # still reap the leader
@@ -147,5 +150,5 @@ async def stop_process_group(
             return "killed"
         return "stuck"
     finally:
-        if not leader.done():
+        if owned and not leader.done():
             leader.cancel()

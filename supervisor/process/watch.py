@@ -8,13 +8,14 @@ quiet, or at the latest `max_wait_ms` after its first change.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from .globs import GlobSet
+from .globs import IGNORED_DIRS, GlobSet
 
 
 class _StopSignal:
@@ -80,8 +81,24 @@ class FileWatcher:
         """
         await self._ready.wait()
 
-    def _keep(self, _change: Change, path: str) -> bool:
-        return self.globs.matches(path)
+    def _keep(self, change: Change, path: str) -> bool:
+        if self.globs.matches(path):
+            return True
+        # A new directory: files created in it before the OS watch on it was
+        # installed produce no events of their own, so we scan it (see _expand).
+        return change == Change.added and os.path.isdir(path) and self.globs.may_contain(path)
+
+    def _expand(self, raw: set[tuple[Change, str]]) -> list[Path]:
+        """Matching paths of a raw batch, new directories replaced by their matching files."""
+        found: set[str] = set()
+        for change, path in raw:
+            if self.globs.matches(path):
+                found.add(path)
+            if change == Change.added and os.path.isdir(path) and not os.path.islink(path):
+                for top, dirs, files in os.walk(path):
+                    dirs[:] = [d for d in dirs if d not in IGNORED_DIRS]
+                    found.update(p for f in files if self.globs.matches(p := os.path.join(top, f)))
+        return sorted(Path(p) for p in found)
 
     async def changes(self) -> AsyncIterator[list[Path]]:
         """Each item: one debounced batch of matching paths, sorted, de-duplicated.
@@ -108,7 +125,10 @@ class FileWatcher:
                 force_polling=self.force_polling,
                 ignore_permission_denied=True,
             ):
-                batch = sorted({Path(path) for _change, path in raw})
+                if any(change == Change.added for change, _ in raw):
+                    batch = await asyncio.to_thread(self._expand, raw)  # may walk new trees
+                else:
+                    batch = sorted({Path(path) for _change, path in raw})
                 if batch:
                     yield batch
         finally:

@@ -130,7 +130,8 @@ def test_reload_on_save_serves_new_code_without_failing_requests(start_engine):
 
 
 def test_sigterm_stops_every_child(start_engine):
-    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)\n"
+    stubborn = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "print('ignoring SIGTERM', file=sys.stderr, flush=True)\ntime.sleep(600)\n")
     cfgs = [
         """
     - class: modules::shell::ExecModule
@@ -149,6 +150,8 @@ def test_sigterm_stops_every_child(start_engine):
     engine = start_engine(api_config(*cfgs), {"app.py": VERSIONED, "stubborn.py": stubborn})
     engine.wait_message("worker ready", source="app")
     wait_until(lambda: len(engine.children()) >= 5, what="children to start")  # guardian, app, sh + 2 stubborn
+    engine.wait_for(lambda e: sum(1 for x in engine.events if x.get("message") == "ignoring SIGTERM") >= 2,
+                    what="both stubborn children to ignore SIGTERM")
     pids = [p.pid for p in engine.children()]
     engine.signal(signal.SIGTERM)
     assert engine.wait_exit(20) == 0

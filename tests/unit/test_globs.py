@@ -144,6 +144,18 @@ def test_roots(tmp_path: Path) -> None:
     assert roots() == []
 
 
+def test_may_contain(tmp_path: Path) -> None:
+    gs = GlobSet(["*.toml", "src/*/*.py", "lib/**/*.py", "conf/app.yaml"], tmp_path)
+    assert gs.may_contain(tmp_path / "src")
+    assert gs.may_contain(tmp_path / "src" / "pkg")
+    assert not gs.may_contain(tmp_path / "src" / "pkg" / "deep")  # src/*/*.py can't reach it
+    assert gs.may_contain(tmp_path / "lib" / "a" / "b" / "c")
+    assert gs.may_contain("conf")
+    assert not gs.may_contain(tmp_path / "data")  # *.toml is top level only
+    assert not gs.may_contain(tmp_path / "lib" / "node_modules" / "x")
+    assert GlobSet(["**/*.py"], tmp_path).may_contain("data/x")
+
+
 def test_roots_refuses_filesystem_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="whole filesystem"):
         GlobSet(["/no-such-dir-iii/**/*.py"], tmp_path).roots()

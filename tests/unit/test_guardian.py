@@ -157,5 +157,7 @@ def test_refuses_dangerous_pgids(bad: int) -> None:
         finally:
             await g.close()
         assert not g.running
+        g.watch(12345)  # after close: a silent no-op, never an exception
+        g.forget(12345)
 
     asyncio.run(scenario())

@@ -149,6 +149,18 @@ def test_group_alive_with_zombie_leader_and_live_grandchild() -> None:
     asyncio.run(scenario())
 
 
+def test_callers_future_is_never_cancelled_and_stuck_is_reported() -> None:
+    async def scenario() -> None:
+        async with group("default", "obey") as (proc, grandchild):
+            never: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            result = await stop_process_group(proc.pid, lambda: never, grace=0.2, kill_timeout=0.2)
+            assert result == "stuck"  # the "leader" never reported its exit
+            assert not never.cancelled()
+            assert _gone(grandchild)
+
+    asyncio.run(scenario())
+
+
 def test_group_alive_for_unknown_group() -> None:
     assert not group_alive(2**22 + 12345)
 

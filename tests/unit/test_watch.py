@@ -138,6 +138,24 @@ def test_directory_created_after_start_is_watched(tree: Path) -> None:
     run(scenario)
 
 
+def test_tree_moved_in_is_scanned(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    staging = tmp_path_factory.mktemp("staging")
+    for rel in ("pkg/m.py", "pkg/sub/n.py", "pkg/notes.md", "pkg/__pycache__/m.py", "deps/node_modules/x.py"):
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).write_text("x")
+
+    async def scenario() -> None:
+        async with watching(tree, ["src/**/*.py"]) as s:
+            # These files existed before any OS watch could cover them: no own events.
+            os.rename(staging / "pkg", tree / "src" / "pkg2")
+            assert await s.batch() == ["src/pkg2/m.py", "src/pkg2/sub/n.py"]
+            os.rename(staging / "deps", tree / "src" / "deps")  # only ignored content
+            s.write("src/sentinel.py")
+            assert await s.batch() == ["src/sentinel.py"]
+
+    run(scenario)
+
+
 def _inotify_fds() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
