@@ -208,6 +208,9 @@ class SupervisedWorker:
         if outcome == "killed":
             self.core.log("warn", f"did not stop within {self.spec.stop_timeout:g} s of SIGTERM; killed",
                           source=self.name)
+        elif outcome == "stuck":
+            self.core.log("error", "processes of its group survived SIGKILL (stuck in the kernel or not ours "
+                          "to signal); continuing without them", source=self.name)
         await self._remove(instance, hold=hold)
 
     async def _remove(self, instance: WorkerInstance, *, hold: bool) -> None:
