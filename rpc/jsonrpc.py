@@ -111,8 +111,12 @@ def _invalid(msg_id: Any, reason: str) -> Invalid:
     return Invalid(reason, ErrorResponse(safe_id, INVALID_REQUEST, "Invalid Request", reason))
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: json.dumps
+# with non-default options constructs a new encoder on every call
+
+
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return _encode(obj).encode() + b"\n"
 
 
 def encode_request(msg_id: str | int, method: str, params: Any) -> bytes:
