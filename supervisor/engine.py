@@ -66,7 +66,7 @@ class Engine:
         return code
 
     def _plan(self) -> list[tuple[type[Module], Any, str]]:
-        plans = []
+        plans: list[tuple[type[Module], Any, str]] = []
         for entry in self.config.modules:
             cls = module_class(entry.class_name, entry.path)
             plans.append((cls, parse_dataclass(cls.Config, entry.config, f"{entry.path}.config"), entry.path))

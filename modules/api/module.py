@@ -172,7 +172,7 @@ class RestApiModule(Module):
             result = await self.core.router.call(route.function_id, payload, timeout=self.timeout,
                                                  traceparent=traceparent, baggage=baggage)
         except InvocationError as exc:
-            return self._failed(route, exc, method, request.path)
+            return self._failed(route, exc, method, request.path, traceparent)
         return answer_from_result(result)
 
     async def _match(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
@@ -207,7 +207,8 @@ class RestApiModule(Module):
             return answer
         return HttpAnswer(204, headers, b"")
 
-    def _failed(self, route: Route, exc: InvocationError, method: str, path: str) -> HttpAnswer:
+    def _failed(self, route: Route, exc: InvocationError, method: str, path: str,
+                traceparent: str | None) -> HttpAnswer:
         status = _STATUS_BY_CODE.get(exc.code, 500)
         if exc.code == "function_not_found" and not self.core.registry.known(route.function_id):
             status = 500
@@ -217,13 +218,11 @@ class RestApiModule(Module):
             extra["error_id"] = error_id
         self.core.log("error" if status >= 500 else "warn",
                       f"{method} {path} -> {status}: {exc.message}" + (f" (error_id {error_id})" if extra else ""),
-                      function_id=route.function_id, code=exc.code,
-                      **({"stacktrace": exc.stacktrace} if exc.stacktrace else {}))
+                      function_id=route.function_id, trace_id=trace_id_of(traceparent),
+                      fields={"code": exc.code, **({"stacktrace": exc.stacktrace} if exc.stacktrace else {})})
         return error_answer(status, exc.code, exc.message, **extra)
 
 
 class _TooLarge(Exception):
     pass
 
-
-__all__ = ["RestApiModule", "trace_id_of"]

@@ -109,7 +109,8 @@ class WorkerInstance:
             self.tasks.create_task(session.serve(), name=f"{spec.name}-session")
         else:
             def build_output(line: bytes | Oversized) -> None:
-                text = f"<{line.size} bytes dropped>" if isinstance(line, Oversized) else line.decode("utf-8", "replace")
+                text = (f"<{line.size} bytes dropped>" if isinstance(line, Oversized)
+                        else line.decode("utf-8", "replace"))
                 self.core.log("info", text, source=stream_source, stream="stdout")
             pipes.on_line = build_output
         return pipes

@@ -94,8 +94,9 @@ class SupervisedWorker:
         self.core.log("info", f"started (pid {instance.worker.pid if instance.worker else '?'})", source=self.name)
         settle = self.tasks.create_task(self._settle(instance), name=f"{self.name}-settle")
         assert instance.pipes is not None
-        exited = asyncio.ensure_future(asyncio.shield(instance.pipes.exited))
-        waits = {exited, asyncio.ensure_future(self._change.wait()), asyncio.ensure_future(self._stop.wait())}
+        exited: asyncio.Future[Any] = asyncio.ensure_future(asyncio.shield(instance.pipes.exited))
+        waits: set[asyncio.Future[Any]] = {
+            exited, asyncio.ensure_future(self._change.wait()), asyncio.ensure_future(self._stop.wait())}
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:

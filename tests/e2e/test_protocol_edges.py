@@ -220,7 +220,8 @@ def test_port_in_use_is_named(start_engine):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        engine = start_engine(f"modules:\n  - class: modules::api::RestApiModule\n    config: {{host: 127.0.0.1, port: {port}}}\n")
+        engine = start_engine("modules:\n  - class: modules::api::RestApiModule\n"
+                              f"    config: {{host: 127.0.0.1, port: {port}}}\n")
         assert engine.wait_exit(20) == 1
         msg = engine.wait_message("failed to start")["message"]
         assert f"127.0.0.1:{port}" in msg and "in use" in msg and "modules[0].config.port" in msg

@@ -80,7 +80,7 @@ def test_crash_loop_backs_off_then_fatal(start_engine):
     # A fixed file brings it back from FATAL.
     mark = engine.cursor()
     Path(engine.app_dir, "crash.py").write_text("import time\ntime.sleep(600)\n")
-    ev = engine.wait_message("starting again: crash.py changed", source="crashy", after=mark)
+    engine.wait_message("starting again: crash.py changed", source="crashy", after=mark)
     assert not [e for e in engine.events[:mark] if "starting again" in str(e.get("message"))], engine.log_text()
     engine.wait_message("started", source="crashy", after=mark)
 
@@ -160,7 +160,8 @@ def test_sigterm_stops_every_child(start_engine):
 
 
 def test_sigkill_of_engine_leaves_no_child(start_engine):
-    stubborn = "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsys.stdin.close()\ntime.sleep(600)\n"
+    stubborn = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "sys.stdin.close()\ntime.sleep(600)\n")
     cfg = """
     - class: modules::shell::ExecModule
       config:
