@@ -37,6 +37,7 @@ class EngineProcess:
             start_new_session=True,
         )
         self.events: list[Event] = []
+        self._eofs = 0
         self.raw: list[str] = []
         self._cond = threading.Condition()
         self._readers = [threading.Thread(target=self._read, args=(s,), daemon=True)
@@ -46,6 +47,14 @@ class EngineProcess:
         self.seen_pids: set[int] = set()
 
     def _read(self, stream: Any) -> None:
+        try:
+            self._read_lines(stream)
+        finally:
+            with self._cond:
+                self._eofs += 1
+                self._cond.notify_all()
+
+    def _read_lines(self, stream: Any) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             try:
@@ -76,11 +85,9 @@ class EngineProcess:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(f"timed out after {timeout} s waiting for {what}; log:\n" + self.log_text())
-                if self.proc.poll() is not None and i >= len(self.events):
-                    self._cond.wait(0.2)  # let readers drain
-                    if i >= len(self.events):
-                        raise AssertionError(f"engine exited ({self.proc.returncode}) before {what}; log:\n"
-                                             + self.log_text())
+                if self._eofs == len(self._readers) and i >= len(self.events):  # exited, all output read
+                    raise AssertionError(f"engine exited ({self.proc.poll()}) before {what}; log:\n"
+                                         + self.log_text())
                 self._cond.wait(remaining)
 
     def wait_message(self, fragment: str, *, source: str | None = None, after: int = 0,
