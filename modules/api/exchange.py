@@ -67,7 +67,10 @@ def answer_from_result(result: Any) -> HttpAnswer:
         status, headers, body = 200, {}, result
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         return error_answer(500, "invalid_response", f"function returned an invalid status_code {status!r}")
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    content_type = None
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            content_type = value
     if isinstance(body, str) and content_type is not None and "json" not in content_type.lower():
         return HttpAnswer(status, headers, body.encode())
     if body is None and status in (204, 304):

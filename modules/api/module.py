@@ -156,12 +156,12 @@ class RestApiModule(Module):
         except _TooLarge:
             return error_answer(413, "body_too_large", f"request body exceeds the limit of "
                                 f"{self.config.max_body_bytes} bytes")
+        headers = {k.lower(): v for k, v in request.headers.items()}
         payload = request_payload(
-            route, method, request.path, params, dict(request.query),
-            {k.lower(): v for k, v in request.headers.items()}, body,
+            route, method, request.path, params, dict(request.query) if request.query_string else {}, headers, body,
         )
-        traceparent = request.headers.get("traceparent")
-        baggage = request.headers.get("baggage")
+        traceparent = headers.get("traceparent")
+        baggage = headers.get("baggage")
         try:
             if route.condition_function_id is not None:
                 verdict = await self.core.router.call(route.condition_function_id, payload, timeout=self.timeout,
