@@ -18,8 +18,6 @@ from supervisor.process.backoff import RestartBackoff
 from supervisor.process.instance import ExecSpec
 from supervisor.process.supervised import SupervisedWorker
 
-_taken_names: dict[int, set[str]] = {}
-
 
 class ExecModule(Module):
     class_name = "modules::shell::ExecModule"
@@ -43,7 +41,7 @@ class ExecModule(Module):
         )
 
     def _unique_name(self, name: str) -> str:
-        taken = _taken_names.setdefault(id(self.core), set())
+        taken = self.core.worker_names
         unique, n = name, 2
         while unique in taken:
             unique, n = f"{name}-{n}", n + 1
@@ -80,7 +78,7 @@ class ExecModule(Module):
 
     async def stop(self) -> None:
         await self.supervised.stop()
-        _taken_names.get(id(self.core), set()).discard(self.name)
+        self.core.worker_names.discard(self.name)
 
 
 def derive_name(command: str) -> str:

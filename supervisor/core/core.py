@@ -22,6 +22,7 @@ class Core:
         self.router = Router(self.registry, default_timeout=default_timeout)
         self.router.on_fire_error = self._fire_failed
         self.engine_worker = Worker(id="engine", name="engine", kind="engine", state=WorkerState.READY)
+        self.worker_names: set[str] = set()  # names of supervised workers: each slot's name is unique
         self.registry.subscribe(self._log_registry_event)
 
     def log(
