@@ -59,9 +59,10 @@ _RESPONSE_KEYS = {"status_code", "statusCode", "headers", "body"}
 
 def answer_from_result(result: Any) -> HttpAnswer:
     """Turn a function's return value into an HTTP answer (never raises on odd shapes)."""
-    if isinstance(result, dict) and result and set(result) <= _RESPONSE_KEYS:
-        status = result.get("status_code", result.get("statusCode", 200))
-        headers = _headers(result.get("headers"))
+    if isinstance(result, dict) and result and result.keys() <= _RESPONSE_KEYS:
+        status = result["status_code"] if "status_code" in result else result.get("statusCode", 200)
+        raw_headers = result.get("headers")
+        headers = _headers(raw_headers) if raw_headers else {}
         body = result.get("body")
     else:
         status, headers, body = 200, {}, result
