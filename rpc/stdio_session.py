@@ -202,8 +202,9 @@ class StdioSession:
         level = LOG_LEVELS.get(str(params.get("level", "info")).lower(), "info")
         data = params.get("data")
         fields = dict(data) if isinstance(data, dict) else ({} if data is None else {"data": data})
-        function_id = fields.pop("function_id", None)
-        trace_id = fields.pop("trace_id", None) or trace_id_of(fields.pop("traceparent", None))
+        function_id = params.get("function_id") or fields.pop("function_id", None)
+        trace_id = (trace_id_of(params.get("traceparent")) or fields.pop("trace_id", None)
+                    or trace_id_of(fields.pop("traceparent", None)))
         self.core.log(level, str(params.get("message", "")), source=self.worker.name,
                       function_id=function_id if isinstance(function_id, str) else None,
                       trace_id=trace_id if isinstance(trace_id, str) else None, fields=fields)

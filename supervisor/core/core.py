@@ -55,9 +55,11 @@ class Core:
         source = worker.name
         kind = event.kind
         if kind == "function_added":
-            self.log("debug", "function registered", source=source, function_id=event.id)
+            self.log("info", f"function registered: {event.id}", source=source, function_id=event.id)
+        elif kind == "function_reregistered":
+            self.log("debug", f"function registered again: {event.id}", source=source, function_id=event.id)
         elif kind == "function_removed":
-            self.log("debug", "function removed", source=source, function_id=event.id)
+            self.log("info", f"function removed: {event.id}", source=source, function_id=event.id)
         elif kind == "trigger_parked":
             trig = event.detail
             self.log("warn", f"trigger {trig.id} waits for trigger type {trig.type!r}, which nobody provides yet",

@@ -30,7 +30,8 @@ from supervisor.errors import RegistrationError
 class RegistryEvent:
     """What changed; listeners log it or fan it out (e.g. `engine::functions-available`)."""
 
-    kind: str  # function_added|function_removed|trigger_added|trigger_removed|trigger_parked|
+    kind: str  # function_added|function_reregistered (same worker or its restarted instance)|
+    #            function_removed|trigger_added|trigger_adopted|trigger_removed|trigger_parked|
     #            trigger_type_added|trigger_type_removed|worker_added|worker_removed|worker_ready
     worker: Worker
     id: str = ""
@@ -151,12 +152,14 @@ class Registry:
             raise RegistrationError("function id must be a non-empty string", code="invalid_params")
         defs = self._functions.setdefault(fn.id, [])
         # A worker re-registering an id replaces its own entry; a stale entry of the same slot goes too.
-        defs[:] = [
+        kept = [
             f for f in defs
             if f.worker is not fn.worker and not (f.worker.slot is not None and f.worker.slot == fn.worker.slot)
         ]
+        again = len(kept) < len(defs)
+        defs[:] = kept
         defs.append(fn)
-        self._emit("function_added", fn.worker, fn.id, fn)
+        self._emit("function_reregistered" if again else "function_added", fn.worker, fn.id, fn)
 
     def unregister_function(self, worker: Worker, function_id: str) -> bool:
         defs = self._functions.get(function_id)

@@ -17,7 +17,7 @@ worker = Worker()
 
 @worker.http("GET", "/slow/:s", function_id="slow")
 def slow(req):
-    print("slow call started", flush=True)
+    worker.logger.info("slow call started")
     time.sleep(float(req["path_params"]["s"]))
     return {"body": {"done": True}}
 

@@ -713,7 +713,8 @@ def test_close_stops_serve() -> None:
 def test_registry_listener_logs_function_registration() -> None:
     async def test(h: Harness) -> None:
         await _register(h, "logged::fn")
-        assert any(e.function_id == "logged::fn" and e.message == "function registered"
+        assert any(e.function_id == "logged::fn" and e.message == "function registered: logged::fn"
+                   and e.level == "info"
                    and e.source == "worker-one" for e in h.view.events)
 
     run(test)

@@ -276,6 +276,11 @@ class Worker:
         params: dict = {"level": wire_level, "message": str(message)}
         if data is not None:
             params["data"] = data
+        invocation = _current.get()
+        if invocation is not None:  # the engine shows which function and trace a line belongs to
+            params["function_id"] = invocation.function_id
+            if invocation.traceparent:
+                params["traceparent"] = invocation.traceparent
         try:
             self._channel.notify("log", params)
         except (TypeError, ValueError, InvocationError) as exc:  # unserializable or oversized data
