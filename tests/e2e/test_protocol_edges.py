@@ -131,8 +131,24 @@ async def price(data):
 
 @worker.function("b::audit")
 def audit(data):
-    worker.logger.info("audited", {"order": data["order"], "trace_id": current_invocation().traceparent[3:35]})
+    inv = current_invocation()
+    worker.logger.info("audited", {"order": data["order"], "trace": inv.traceparent[3:35], "baggage": inv.baggage})
 
+# a trigger of a type that worker c provides (it may start after us: the engine parks it until then)
+worker.register_trigger("ticker", "b::price", {"every": "1s"}, id="price-ticker")
+worker.run()
+''',
+    "c.py": '''
+from iii_stdio import Worker
+worker = Worker()
+
+def on_register(trigger):
+    if trigger["config"].get("every") != "1s":
+        raise ValueError("only 1s tickers")
+    worker.logger.info("ticker bound", {"trigger": trigger["id"], "fn": trigger["function_id"]})
+    print(worker.trigger("b::price", {"sku": "tick"}), flush=True)
+
+worker.register_trigger_type("ticker", description="calls a function on a schedule", on_register=on_register)
 worker.run()
 ''',
 }
@@ -147,17 +163,28 @@ def test_two_workers_call_each_other(start_engine):
     - class: modules::shell::ExecModule
       config: {name: b, exec: ["python b.py"]}
     """
-    engine = start_engine(api_config(cfg_a, cfg_b), TWO_WORKERS)
+    cfg_c = """
+    - class: modules::shell::ExecModule
+      config: {name: c, exec: ["python c.py"]}
+    """
+    engine = start_engine(api_config(cfg_a, cfg_b, cfg_c), TWO_WORKERS)
     engine.wait_message("worker ready", source="a")
     engine.wait_message("worker ready", source="b")
     trace = "0af7651916cd43dd8448eb211c80319c"
     with httpx.Client(base_url=engine.http_url, timeout=10) as client:
-        r = client.post("/order", json={"sku": "abc"}, headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01"})
+        r = client.post("/order", json={"sku": "abc"},
+                        headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01", "baggage": "tenant=acme"})
         assert r.status_code == 200, r.text
         assert r.json() == {"sku": "abc", "price": {"amount": 30}}
     audited = engine.wait_message("audited", source="b")
     assert audited["order"] == {"sku": "abc"}
-    assert audited["trace_id"] == trace  # W3C trace context carried across both hops
+    assert audited["trace"] == trace  # W3C trace context carried across both hops
+    assert audited["baggage"] == "tenant=acme"
+    assert audited["function_id"] == "b::audit" and audited["trace_id"] == trace  # shown with the line
+    # The custom trigger type of worker c received b's trigger, and c can call b's function.
+    bound = engine.wait_message("ticker bound", source="c")
+    assert bound["trigger"] == "price-ticker" and bound["fn"] == "b::price"
+    engine.wait_for(lambda e: e.get("source") == "c" and e.get("message") == "{'amount': 40}", what="c's call")
 
 
 def test_pipeline_steps_and_plain_children(start_engine):
