@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import App, Bare, KeepAliveClient, percentiles  # noqa: E402
+from _common import App, Bare, KeepAliveClient, free_port, percentiles  # noqa: E402
 
 WORKER = '''
 from iii_stdio import Worker
@@ -44,6 +44,46 @@ def latency(port: int, path: str, n: int) -> tuple[float, float]:
         assert status == 200, status
     client.close()
     return percentiles(samples)
+
+
+IN_PROCESS = '''
+import asyncio, io, sys
+from pathlib import Path
+from modules.api.config import RestApiConfig
+from modules.api.module import RestApiModule
+from modules.base import ModuleContext
+from supervisor.core.core import Core
+from supervisor.core.models import FunctionDef
+from supervisor.core.router import in_process
+from supervisor.logview import make_log_view
+
+async def main():
+    core = Core(make_log_view("json", "error", io.StringIO()))
+    async def bench(data):
+        return {"body": {"ok": True}}
+    core.registry.register_function(FunctionDef("bench", core.engine_worker, in_process(bench)))
+    async with asyncio.TaskGroup() as tg:
+        api = RestApiModule(ModuleContext(core, Path("."), Path("."), 0, tg),
+                            RestApiConfig(host="127.0.0.1", port=int(sys.argv[1])))
+        await api.start()
+        await core.registry.register_trigger(core.engine_worker, "http", "bench", {"api_path": "/bench"})
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+'''
+
+
+class InProcess(Bare):
+    """The engine's REST module and router serving an in-process function: the engine's own cost
+    without any worker hop."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-c", IN_PROCESS, str(self.port)], stdout=subprocess.PIPE,
+                                     cwd=Path(__file__).resolve().parents[1])
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
 
 
 ECHO = "import sys\nfor l in sys.stdin.buffer:\n sys.stdout.buffer.write(l); sys.stdout.buffer.flush()"
@@ -95,9 +135,16 @@ def main() -> None:
     try:
         app.wait_log("route added: GET /bench")
         b50, b99 = latency(bare.port, "/", args.requests)
+        inproc = InProcess()
+        try:
+            i50, i99 = latency(inproc.port, "/bench", args.requests)
+        finally:
+            inproc.close()
         p50, p99 = pipe_echo(args.requests)
         e50, e99 = latency(app.port, "/bench", args.requests)
         print(f"sequential latency, bare aiohttp : p50 {b50:7.1f} us  p99 {b99:7.1f} us")
+        print(f"engine alone (in-process function): p50 {i50:7.1f} us  p99 {i99:7.1f} us"
+              f"   (engine overhead ~{i50 - b50:.0f} us)")
         print(f"pipe round trip to a child (floor of the worker hop): p50 {p50:7.1f} us  p99 {p99:7.1f} us")
         print(f"sequential latency, iii -> worker: p50 {e50:7.1f} us  p99 {e99:7.1f} us"
               f"   (p50 ratio {e50 / b50:.2f}x the bare handler, {e50 / (b50 + p50):.2f}x bare + pipe hop;"
