@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modules.base import Module, ModuleContext
 from modules.shell.config import ExecConfig
@@ -17,6 +18,9 @@ from supervisor.errors import ConfigError
 from supervisor.process.backoff import RestartBackoff
 from supervisor.process.instance import ExecSpec
 from supervisor.process.supervised import SupervisedWorker
+
+if TYPE_CHECKING:
+    from supervisor.process.watch import FileWatcher  # imported when a config watches files
 
 
 class ExecModule(Module):
@@ -37,7 +41,7 @@ class ExecModule(Module):
         self.supervised = SupervisedWorker(
             ctx.core, self.spec, backoff=backoff, restart=config.restart, drain_timeout=config.drain_timeout,
             restart_hold=config.restart_hold, startup_grace=config.startup_grace, guardian=ctx.guardian,
-            tasks=ctx.tasks, base_dir=ctx.base_dir,
+            tasks=ctx.tasks, base_dir=ctx.base_dir, watching=bool(config.watch),
         )
 
     def _unique_name(self, name: str) -> str:
@@ -72,8 +76,8 @@ class ExecModule(Module):
             watcher = FileWatcher(self.config.watch, self.ctx.base_dir, debounce_ms=self.config.debounce_ms)
             self.ctx.tasks.create_task(self._watch(watcher), name=f"watch-{self.name}")
 
-    async def _watch(self, watcher: object) -> None:
-        async for batch in watcher.changes():  # type: ignore[attr-defined]
+    async def _watch(self, watcher: FileWatcher) -> None:
+        async for batch in watcher.changes():
             self.supervised.files_changed(batch)
 
     async def stop(self) -> None:

@@ -25,7 +25,7 @@ from supervisor.process.stop import signal_name
 class SupervisedWorker:
     def __init__(self, core: Core, spec: ExecSpec, *, backoff: RestartBackoff, restart: str,
                  drain_timeout: float, restart_hold: float, startup_grace: float,
-                 guardian: Any, tasks: Any, base_dir: Path) -> None:
+                 guardian: Any, tasks: Any, base_dir: Path, watching: bool = False) -> None:
         self.core = core
         self.spec = spec
         self.backoff = backoff
@@ -36,6 +36,7 @@ class SupervisedWorker:
         self.guardian = guardian
         self.tasks = tasks
         self.base_dir = base_dir
+        self.watching = watching  # a file change can bring a stopped or FATAL worker back
         self.instance: WorkerInstance | None = None
         self.state = "starting"  # starting|running|backoff|fatal|stopped|exited
         self._changed_paths: list[Path] = []
@@ -143,15 +144,16 @@ class SupervisedWorker:
             what = "exited with exit code 0" if kind == "exit0" else f"exited with {detail}"
             self.state = "exited"
             self.core.log("info", f"{what}; not restarting (restart: {self.restart_policy})"
-                          + ("; save a watched file to start it again" if self.spec else ""), source=self.name)
+                          + ("; save a watched file to start it again" if self.watching else ""), source=self.name)
             await self.core.registry.release_slot(self.name)
             return await self._wait_for_change()
         uptime = self.instance.uptime if self.instance is not None and self.instance.worker is not None else 0.0
         delay = self.backoff.next_delay(uptime)
         if delay is None:
             self.state = "fatal"
+            retry = "save a watched file (or restart iii)" if self.watching else "restart iii"
             self.core.log("error", f"FATAL: {detail}; gave up after {self.backoff.attempts} restarts in a row. "
-                          "Fix the problem and save a watched file (or restart iii) to try again.", source=self.name)
+                          f"Fix the problem and {retry} to try again.", source=self.name)
             await self.core.registry.release_slot(self.name)
             return await self._wait_for_change()
         self.state = "backoff"

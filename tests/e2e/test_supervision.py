@@ -72,7 +72,7 @@ def test_crash_loop_backs_off_then_fatal(start_engine):
     assert all("exited with exit code 3" in e["message"] for e in restarts)
     delays = [float(e["message"].split("restarting in ")[1].split(" s")[0]) for e in restarts]
     assert delays[0] == 0.0 and 0.07 <= delays[1] <= 0.13 and 0.15 <= delays[2] <= 0.25
-    assert "gave up after 3 restarts" in fatal["message"]
+    assert "gave up after 3 restarts" in fatal["message"] and "save a watched file" in fatal["message"]
     assert fatal["level"] == "error"
     # The worker's own stderr is shown, attributed to it.
     assert any(e.get("source") == "crashy" and e.get("stream") == "stderr" and e["message"] == "starting up"
