@@ -30,6 +30,12 @@ class ExecConfig:
     def __post_init__(self) -> None:
         if not self.exec or not all(isinstance(c, str) and c.strip() for c in self.exec):
             raise ValueError("'exec' must list at least one non-empty command")
+        for i, command in enumerate(self.exec):
+            if "\0" in command:
+                raise ValueError(f"exec[{i}] contains a NUL character, which no command can")
+        for key, value in self.env.items():
+            if "\0" in key or "\0" in value or "=" in key or not key:
+                raise ValueError(f"env: {key!r} is not a valid environment variable (name without '=', no NUL)")
         for key in ("drain_timeout", "stop_timeout", "restart_hold", "startup_grace", "stable_after_s"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key!r} must not be negative")

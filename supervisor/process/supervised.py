@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,11 @@ class SupervisedWorker:
             await self._interruptible(instance.start(), instance)
         except StepFailed as exc:
             return f"crash:{exc}"
+        except Exception as exc:  # a bug or an odd OS error must not take the whole engine down
+            self.core.log("error", f"could not start: {type(exc).__name__}: {exc}", source=self.name,
+                          fields={"stacktrace": traceback.format_exc()})
+            await instance.stop("failed to start")
+            return f"crash:could not start ({type(exc).__name__}: {exc})"
         except _Interrupted:
             if self._stop.is_set():
                 await instance.stop("was stopped")

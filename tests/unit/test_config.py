@@ -515,3 +515,18 @@ def test_env_in_flow_style_mappings_and_quoted_strings() -> None:
     )
     cfg = _parse(text, base_dir=_P("/tmp"), source=None, env={"FLOW_HOST": "a b"})
     assert cfg.modules[0].config == {"port": 3111, "host": "h-a b-x"}
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ({"exec": ["python \0 x"]}, "exec[0] contains a NUL"),
+    ({"exec": ["python w.py"], "env": {"A=B": "1"}}, "'A=B' is not a valid environment variable"),
+    ({"exec": ["python w.py"], "env": {"A": "x\0y"}}, "'A' is not a valid environment variable"),
+])
+def test_exec_commands_and_env_that_cannot_be_spawned_are_config_errors(config, fragment) -> None:
+    from modules.shell.config import ExecConfig
+    from supervisor.config_schema import parse_dataclass
+    from supervisor.errors import ConfigError as _ConfigError
+
+    with pytest.raises(_ConfigError) as info:
+        parse_dataclass(ExecConfig, config, "modules[1].config")
+    assert fragment in str(info.value) and "modules[1].config" in str(info.value)
