@@ -57,7 +57,7 @@ class App:
             (self.dir / name).write_text(textwrap.dedent(text))
         self.port = free_port()
         (self.dir / "config.yaml").write_text(
-            "modules:\n  - class: modules::api::RestApiModule\n"
+            "port: 0\nmodules:\n  - class: modules::api::RestApiModule\n"
             f"    config: {{host: 127.0.0.1, port: {self.port}}}\n" + exec_block)
         self.log = open(self.dir / "engine.log", "w+b")
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "--log-format", "json"],

@@ -24,7 +24,8 @@ from supervisor.errors import ConfigError
 DEFAULT_PORT = 49134
 DEFAULT_CONFIG_NAME = "config.yaml"
 _VAR = re.compile(r"\$(\$?)\{([^}:]*)(?::([^}]*))?\}")
-_TOP_KEYS = {"port", "modules", "workers", "data_dir"}
+_TOP_KEYS = {"port", "host", "modules", "workers", "data_dir"}
+DEFAULT_HOST = "127.0.0.1"  # the worker port takes registrations: not on every interface by default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +37,12 @@ class ModuleEntry:
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
-    port: int
+    port: int  # the worker WebSocket port; 0 = any free port
     modules: list[ModuleEntry]
     base_dir: Path  # the folder of the config file (or the cwd): relative paths resolve here
     data_dir: Path  # where modules keep data on disk, per app
     source: Path | None  # None = embedded defaults
+    host: str = DEFAULT_HOST
 
 
 def default_modules() -> list[ModuleEntry]:
@@ -103,7 +105,10 @@ def parse_config(text: str, *, base_dir: Path, source: Path | None, env: Mapping
     if not isinstance(data_dir_raw, str) or not data_dir_raw:
         raise ConfigError("must be a folder path", "data_dir")
     data_dir = (base_dir / data_dir_raw).resolve()
-    return EngineConfig(port or DEFAULT_PORT, entries, base_dir, data_dir, source)
+    host = raw.get("host", DEFAULT_HOST)
+    if not isinstance(host, str) or not host:
+        raise ConfigError("must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0", "host")
+    return EngineConfig(port, entries, base_dir, data_dir, source, host)
 
 
 def _module_entry(item: Any, path: str) -> ModuleEntry:

@@ -83,17 +83,26 @@ class Engine:
 
     async def _serve(self, tg: asyncio.TaskGroup, plans: list[tuple[type[Module], Any, str]],
                      guardian: Any) -> int:
+        from rpc.ws_server import WorkerPort
+
+        self.worker_port = WorkerPort(self.core, self.config.host, self.config.port)
+        try:
+            await self.worker_port.start()  # before the modules: supervised SDK workers connect at once
+        except EngineError as exc:
+            self.core.log("error", str(exc))
+            return 1
         started = await self._start_modules(tg, plans, guardian)
         if started:
-            self.core.log("info", f"engine ready ({len(self.modules)} modules, worker port {self.config.port})")
+            self.core.log("info", f"engine ready ({len(self.modules)} modules, worker port {self.worker_port.port})")
             await self._stop.wait()
         await self._shutdown()
+        await self.worker_port.stop()
         return 0 if started else 1
 
     async def _start_modules(self, tg: asyncio.TaskGroup, plans: list[tuple[type[Module], Any, str]],
                              guardian: Any) -> bool:
         for index, (cls, cfg, path) in enumerate(plans):
-            ctx = ModuleContext(self.core, self.config.base_dir, self.config.data_dir, self.config.port,
+            ctx = ModuleContext(self.core, self.config.base_dir, self.config.data_dir, self.worker_port.port,
                                 _OwnedTasks(tg, self._tasks), guardian, index, path)  # type: ignore[arg-type]
             module = cls(ctx, cfg)
             try:

@@ -101,6 +101,11 @@ class EngineProcess:
             return "\n".join(self.raw[-200:])
 
     @property
+    def worker_url(self) -> str:
+        event = self.wait_message("worker port listening on ")
+        return str(event["message"]).split("listening on ", 1)[1].strip()
+
+    @property
     def http_url(self) -> str:
         event = self.wait_message("REST API listening on ")
         return str(event["message"]).split("listening on ", 1)[1].strip()
@@ -178,6 +183,7 @@ def api_config(*exec_modules: str, api_extra: str = "") -> str:
     blocks = "".join(textwrap.indent(textwrap.dedent(m).strip() + "\n", "  ") for m in exec_modules)
     extra = textwrap.indent(textwrap.dedent(api_extra).strip() + "\n", "      ") if api_extra else ""
     return (
+        "port: 0\n"  # any free worker port: tests never fight over 49134
         "modules:\n"
         "  - class: modules::api::RestApiModule\n"
         "    config:\n"

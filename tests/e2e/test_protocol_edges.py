@@ -247,7 +247,7 @@ def test_port_in_use_is_named(start_engine):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        engine = start_engine("modules:\n  - class: modules::api::RestApiModule\n"
+        engine = start_engine("port: 0\nmodules:\n  - class: modules::api::RestApiModule\n"
                               f"    config: {{host: 127.0.0.1, port: {port}}}\n")
         assert engine.wait_exit(20) == 1
         msg = engine.wait_message("failed to start")["message"]

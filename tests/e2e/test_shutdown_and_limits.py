@@ -98,7 +98,7 @@ def test_overload_gets_503_and_worker_env(start_engine):
     env = httpx.get(url + "/env", timeout=10).json()
     assert env["APP_MODE"] == "demo"
     assert env["III_WORKER_NAME"] == "slow" and env["III_PROTOCOL"] == "stdio-jsonrpc"
-    assert env["III_ENGINE_URL"] == "ws://127.0.0.1:49134" and env["III_ENGINE_PID"] == str(engine.proc.pid)
+    assert env["III_ENGINE_URL"] == engine.worker_url and env["III_ENGINE_PID"] == str(engine.proc.pid)
     out: list = []
     mark = engine.cursor()
     threads = [_get_in_thread(url, "/slow/1.5", out) for _ in range(2)]

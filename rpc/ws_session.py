@@ -1,0 +1,200 @@
+"""The iii WebSocket worker protocol of one connection, apart from the socket: frames in, core
+calls, frames out. Same shape as ``stdio_session``; both feed the one core.
+
+Frames are JSON objects tagged by ``type`` (``registerfunction``, ``invokefunction``, ...). Unknown
+types, unknown fields and bad JSON are ignored, never fatal. Frames are handled strictly in arrival
+order (a ``registerfunction`` is visible before any later frame of the connection is handled);
+calls the worker makes run concurrently so they can call back into it.
+
+First slice of issue 3: custom trigger types, reattach, HTTP-invoked functions, channels and the
+``engine::*`` introspection functions are not here yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from supervisor.core.core import Core
+from supervisor.core.models import FunctionDef, Invocation, Worker
+from supervisor.errors import InvocationError, InvocationStopped, RegistrationError
+
+SendText = Callable[[str], None]
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class WsSession:
+    def __init__(self, core: Core, worker: Worker, send: SendText) -> None:
+        self.core = core
+        self.worker = worker
+        self._send_text = send
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._pending: dict[str, tuple[asyncio.Future[Any], str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+        self.reattach_token = str(uuid.uuid4())
+
+    def opened(self) -> None:
+        self.send({"type": "workerregistered", "worker_id": self.worker.id, "reattach_token": self.reattach_token})
+
+    def send(self, frame: dict[str, Any]) -> None:
+        if not self.closed:
+            self._send_text(_encode(frame))
+
+    # -- frames from the worker --------------------------------------------------------------
+
+    def frame_received(self, text: str | bytes) -> None:
+        try:
+            frame = json.loads(text)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            self.core.log("warn", "ignored a frame that is not JSON", source=self.worker.name)
+            return
+        if not isinstance(frame, dict):
+            return
+        if frame.get("type") == "invocationresult":  # the hot path: answer to our invokefunction
+            self._resolve(frame)
+        else:
+            self._queue.put_nowait(frame)
+
+    async def serve(self) -> None:
+        """Handle frames in arrival order until the connection closes."""
+        while (frame := await self._queue.get()) is not None:
+            try:
+                await self._handle(frame)
+            except (RegistrationError, InvocationError) as exc:
+                self.core.log("warn", f"{frame.get('type')} refused: {exc}", source=self.worker.name)
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        registry = self.core.registry
+        if kind == "registerfunction":
+            fid = frame.get("id")
+            if not isinstance(fid, str) or not fid.strip():
+                self.core.log("warn", "registerfunction without an id was ignored", source=self.worker.name)
+                return
+            metadata = frame.get("metadata")
+            registry.register_function(FunctionDef(
+                fid, self.worker, self.invoke, description=frame.get("description"),
+                request_format=frame.get("request_format"), response_format=frame.get("response_format"),
+                metadata=metadata if isinstance(metadata, dict) else None,
+            ))
+        elif kind == "unregisterfunction":
+            if isinstance(frame.get("id"), str):
+                registry.unregister_function(self.worker, frame["id"])
+        elif kind == "registertrigger":
+            type_, fid, config = frame.get("trigger_type"), frame.get("function_id"), frame.get("config")
+            if not isinstance(type_, str) or not isinstance(fid, str):
+                self.core.log("warn", "registertrigger without trigger_type/function_id ignored",
+                              source=self.worker.name)
+                return
+            tid = frame.get("id") if isinstance(frame.get("id"), str) else None
+            try:
+                await registry.register_trigger(self.worker, type_, fid,
+                                                config if isinstance(config, dict) else {},
+                                                id_=tid, metadata=frame.get("metadata"))
+            except RegistrationError as exc:  # the SDKs log this reply
+                self.send({"type": "triggerregistrationresult", "id": tid, "trigger_type": type_,
+                           "function_id": fid, "error": {"code": "trigger_registration_failed",
+                                                         "message": str(exc)}})
+        elif kind == "unregistertrigger":
+            tid = frame.get("id")
+            if isinstance(tid, str) and tid in registry.triggers:
+                await registry.unregister_trigger(self.worker, tid)
+        elif kind == "invokefunction":
+            self._spawn(self._call(frame))
+        # other types: later slices of issue 3; unknown types are ignored by the protocol's rules
+
+    async def _call(self, frame: dict[str, Any]) -> None:
+        """A call the worker makes: answer with one ``invocationresult`` unless it is void."""
+        fid = frame.get("function_id")
+        inv_id = frame.get("invocation_id")
+        raw_action = frame.get("action")
+        action: dict[str, Any] = raw_action if isinstance(raw_action, dict) else {}
+        void = inv_id is None or action.get("type") == "void"
+        if not isinstance(fid, str) or not fid:
+            if not void:
+                self._result(inv_id, fid, error={"code": "invalid_params",
+                                                 "message": "invokefunction needs a function_id"})
+            return
+        if action.get("type") == "enqueue":
+            self._result(inv_id, fid, error={"code": "enqueue_error",
+                                             "message": "queues are not available in this engine yet"})
+            return
+        timeout_ms = frame.get("timeout_ms")
+        kwargs: dict[str, Any] = {
+            "traceparent": frame.get("traceparent") if isinstance(frame.get("traceparent"), str) else None,
+            "baggage": frame.get("baggage") if isinstance(frame.get("baggage"), str) else None,
+            "caller": self.worker,
+        }
+        if void:
+            self.core.router.fire(fid, frame.get("data"), **kwargs)
+            return
+        try:
+            result = await self.core.router.call(
+                fid, frame.get("data"),
+                timeout=timeout_ms / 1000 if isinstance(timeout_ms, (int, float)) and timeout_ms > 0 else None,
+                **kwargs)
+        except InvocationError as exc:
+            self._result(inv_id, fid, error=exc.to_body())
+            return
+        self._result(inv_id, fid, result=result)
+
+    def _result(self, inv_id: Any, fid: Any, *, result: Any = None, error: dict[str, Any] | None = None) -> None:
+        frame: dict[str, Any] = {"type": "invocationresult", "invocation_id": inv_id, "function_id": fid}
+        if error is not None:
+            frame["error"] = error
+        else:
+            frame["result"] = result
+        self.send(frame)
+
+    # -- calls into the worker -----------------------------------------------------------------
+
+    def invoke(self, invocation: Invocation) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.closed:
+            fut.set_exception(InvocationStopped(f"worker {self.worker.name!r} is not connected"))
+            return fut
+        self._pending[invocation.id] = (fut, invocation.function_id)
+        key = invocation.id
+        fut.add_done_callback(lambda _f: self._pending.pop(key, None))
+        frame: dict[str, Any] = {"type": "invokefunction", "invocation_id": invocation.id,
+                                 "function_id": invocation.function_id, "data": invocation.data,
+                                 "traceparent": invocation.traceparent}
+        if invocation.baggage:
+            frame["baggage"] = invocation.baggage
+        if invocation.metadata:
+            frame["metadata"] = invocation.metadata
+        self.send(frame)
+        return fut
+
+    def _resolve(self, frame: dict[str, Any]) -> None:
+        entry = self._pending.get(frame.get("invocation_id"))  # type: ignore[arg-type]
+        if entry is None or entry[0].done():
+            return
+        error = frame.get("error")
+        if error is not None:
+            entry[0].set_exception(InvocationError.from_body(error))
+        else:
+            entry[0].set_result(frame.get("result"))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for inv_id, (fut, fid) in list(self._pending.items()):
+            if not fut.done():
+                fut.set_exception(InvocationStopped(
+                    f"worker {self.worker.name!r} {reason} while running {fid!r} (call {inv_id})"))
+        self._queue.put_nowait(None)
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

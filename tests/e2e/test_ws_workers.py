@@ -1,0 +1,127 @@
+"""Remote workers with the published iii-sdk 0.25.0 (first slice of issue 3)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import REPO
+
+# Section 12.1 of shared/reference/iii-wire-protocol.md, unchanged.
+ACCEPTANCE_PY = '''
+"""Compatibility acceptance test for the published Python SDK (pip install iii-sdk==0.25.0)."""
+import time
+
+from iii import InitOptions, InvocationError, TriggerAction, register_worker
+
+iii = register_worker("ws://127.0.0.1:49134", InitOptions(worker_name="math-worker"))
+
+
+def add(req):
+    # Same shape whether it is fired by the HTTP trigger (req = HTTP request object)
+    # or invoked directly with {"body": {...}}.
+    body = req.get("body") or {}
+    return {"status_code": 200, "body": {"sum": body["a"] + body["b"]}}
+
+
+fn = iii.register_function("math.add", add, description="Add two numbers")
+http_trigger = iii.register_trigger(
+    {"type": "http", "function_id": "math.add", "config": {"api_path": "/math/add", "http_method": "POST"}}
+)
+
+result = iii.trigger({"function_id": "math.add", "payload": {"body": {"a": 2, "b": 3}}})
+assert result == {"status_code": 200, "body": {"sum": 5}}, result
+
+try:
+    iii.trigger({"function_id": "nope.missing", "payload": {}, "timeout_ms": 5000})
+    raise AssertionError("expected InvocationError")
+except InvocationError as err:
+    assert err.code == "function_not_found", err.code
+
+assert iii.trigger(
+    {"function_id": "math.add", "payload": {"body": {"a": 1, "b": 1}}, "action": TriggerAction.Void()}
+) is None
+
+time.sleep(0.2)
+http_trigger.unregister()
+fn.unregister()
+iii.shutdown()
+print("OK")
+'''
+
+# The same registrations, kept alive so the HTTP leg (section 12.3) can run against them.
+SERVING_PY = '''
+import sys, time
+from iii import InitOptions, register_worker
+
+iii = register_worker(sys.argv[1], InitOptions(worker_name="math-worker"))
+
+def add(req):
+    body = req.get("body") or {}
+    return {"status_code": 200, "body": {"sum": body["a"] + body["b"]}}
+
+iii.register_function("math.add", add, description="Add two numbers")
+iii.register_trigger({"type": "http", "function_id": "math.add",
+                      "config": {"api_path": "/math/add", "http_method": "POST"}})
+print("registered", flush=True)
+time.sleep(600)
+'''
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the engine binds: TIME_WAIT is no owner
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_python_sdk_acceptance_script_unchanged(start_engine, tmp_path):
+    if not _port_free(49134):
+        pytest.fail("port 49134 is taken: the unchanged acceptance script needs it")
+    engine = start_engine(textwrap.dedent("""
+        port: 49134
+        modules:
+          - class: modules::api::RestApiModule
+            config: {host: 127.0.0.1, port: 0}
+    """))
+    engine.wait_message("engine ready")
+    script = tmp_path / "accept_py.py"
+    script.write_text(ACCEPTANCE_PY)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert run.returncode == 0, run.stdout + run.stderr + engine.log_text()
+    assert run.stdout.strip().endswith("OK")
+    engine.wait_message("worker connected (python 0.25.0)", source="math-worker")
+    engine.wait_message("route removed: POST /math/add", source="math-worker")
+
+
+def test_python_sdk_worker_serves_http_and_its_calls_stop_when_it_disconnects(start_engine, tmp_path):
+    engine = start_engine(textwrap.dedent("""
+        port: 0
+        modules:
+          - class: modules::api::RestApiModule
+            config: {host: 127.0.0.1, port: 0}
+    """))
+    url = engine.worker_url
+    script = tmp_path / "serve.py"
+    script.write_text(SERVING_PY)
+    worker = subprocess.Popen([sys.executable, str(script), url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "registered"
+        engine.wait_message("route added: POST /math/add")
+        r = httpx.post(engine.http_url + "/math/add", json={"a": 2, "b": 3}, timeout=10)
+        assert r.status_code == 200 and r.json() == {"sum": 5}
+        assert r.headers["content-type"].startswith("application/json")
+    finally:
+        worker.kill()
+        worker.wait(10)
+    engine.wait_message("route removed: POST /math/add")
+    r = httpx.post(engine.http_url + "/math/add", json={"a": 2, "b": 3}, timeout=10)
+    assert r.status_code == 404
