@@ -49,14 +49,21 @@ def _get_in_thread(url: str, path: str, out: list) -> threading.Thread:
     return t
 
 
-def test_sigterm_lets_running_calls_finish(start_engine):
+def _engine_with_running_call(start_engine, seconds: float):
+    """An engine whose worker is in the middle of a `seconds`-long call; the caller's thread and
+    the list its response lands in."""
     engine = start_engine(api_config(EXEC), {"slow.py": SLOW})
     engine.wait_message("worker ready", source="slow")
-    url = engine.http_url
     out: list = []
     mark = engine.cursor()
-    t = _get_in_thread(url, "/slow/1.0", out)
+    t = _get_in_thread(engine.http_url, f"/slow/{seconds}", out)
     engine.wait_message("slow call started", source="slow", after=mark)
+    return engine, t, out
+
+
+def test_sigterm_lets_running_calls_finish(start_engine):
+    engine, t, out = _engine_with_running_call(start_engine, 1.0)
+    url = engine.http_url
     engine.signal(signal.SIGTERM)
     engine.wait_message("SIGTERM: shutting down")
     # While the running call drains, new work is refused at once (closed listener).
@@ -73,13 +80,7 @@ def test_sigterm_lets_running_calls_finish(start_engine):
 
 
 def test_second_signal_stops_without_waiting(start_engine):
-    engine = start_engine(api_config(EXEC), {"slow.py": SLOW})
-    engine.wait_message("worker ready", source="slow")
-    url = engine.http_url
-    out: list = []
-    mark = engine.cursor()
-    t = _get_in_thread(url, "/slow/15", out)
-    engine.wait_message("slow call started", source="slow", after=mark)
+    engine, t, out = _engine_with_running_call(start_engine, 15)
     engine.signal(signal.SIGINT)
     engine.wait_message("shutting down")
     t0 = time.monotonic()
