@@ -125,3 +125,66 @@ def test_python_sdk_worker_serves_http_and_its_calls_stop_when_it_disconnects(st
     engine.wait_message("route removed: POST /math/add")
     r = httpx.post(engine.http_url + "/math/add", json={"a": 2, "b": 3}, timeout=10)
     assert r.status_code == 404
+
+
+MIXED_STDIO = '''
+from iii_stdio import Worker
+worker = Worker()
+
+@worker.function("stdio::double")
+def double(data):
+    return {"value": data["value"] * 2}
+
+@worker.http("GET", "/mixed/:n", function_id="stdio::mixed")
+def mixed(req):
+    # stdio worker -> engine -> iii-sdk worker
+    return {"body": worker.trigger("sdk::square", {"value": int(req["path_params"]["n"])})}
+
+worker.run()
+'''
+
+MIXED_SDK = '''
+import os, time
+from iii import InitOptions, register_worker
+
+iii = register_worker(os.environ["III_URL"], InitOptions(worker_name="sdk-worker"))
+
+def square(data):
+    return {"value": data["value"] ** 2}
+
+def square_then_double(req):
+    # iii-sdk worker -> engine -> stdio worker
+    squared = square({"value": int(req["path_params"]["value"])})
+    return {"status_code": 200, "body": iii.trigger({"function_id": "stdio::double", "payload": squared})}
+
+iii.register_function("sdk::square", square)
+iii.register_function("sdk::square_then_double", square_then_double)
+iii.register_trigger({"type": "http", "function_id": "sdk::square_then_double",
+                      "config": {"api_path": "/sdk/:value", "http_method": "GET"}})
+time.sleep(600)
+'''
+
+
+def test_stdio_and_sdk_workers_call_each_other(start_engine):
+    # Both workers supervised by the engine; the SDK one finds the engine through III_URL.
+    engine = start_engine(textwrap.dedent("""
+        port: 0
+        modules:
+          - class: modules::api::RestApiModule
+            config: {host: 127.0.0.1, port: 0}
+          - class: modules::shell::ExecModule
+            config: {name: stdio, exec: ["python stdio_worker.py"]}
+          - class: modules::shell::ExecModule
+            config: {name: sdk, exec: ["python sdk_worker.py"]}
+    """), {"stdio_worker.py": MIXED_STDIO, "sdk_worker.py": MIXED_SDK})
+    engine.wait_message("worker ready", source="stdio")
+    engine.wait_message("route added: GET /sdk/:value")
+    with httpx.Client(base_url=engine.http_url, timeout=10) as client:
+        r = client.get("/mixed/7")  # HTTP -> stdio -> sdk
+        assert r.status_code == 200, r.text
+        assert r.json() == {"value": 49}
+        r = client.get("/sdk/3")  # HTTP -> sdk -> stdio
+        assert r.status_code == 200, r.text
+        assert r.json() == {"value": 18}
+    # Supervised, the SDK takes III_WORKER_NAME (the exec name): its lines and its process share a prefix.
+    engine.wait_message("worker connected (python 0.25.0)", source="sdk")
