@@ -6,8 +6,8 @@ types, unknown fields and bad JSON are ignored, never fatal. Frames are handled 
 order (a ``registerfunction`` is visible before any later frame of the connection is handled);
 calls the worker makes run concurrently so they can call back into it.
 
-First slice of issue 3: custom trigger types, reattach, HTTP-invoked functions, channels and the
-``engine::*`` introspection functions are not here yet.
+Not here yet (issue 3): reattach, HTTP-invoked functions, channels and the ``engine::*``
+introspection functions.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from supervisor.core.core import Core
-from supervisor.core.models import FunctionDef, Invocation, Worker
-from supervisor.errors import InvocationError, InvocationStopped, RegistrationError
+from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType, Worker
+from supervisor.errors import InvocationError, InvocationStopped, RegistrationError, TriggerConfigError
 
 SendText = Callable[[str], None]
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+PROVIDER_TIMEOUT = 10.0
 
 
 class WsSession:
@@ -33,6 +34,7 @@ class WsSession:
         self._send_text = send
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._pending: dict[str, tuple[asyncio.Future[Any], str]] = {}
+        self._bindings: dict[str, asyncio.Future[dict[str, Any]]] = {}  # trigger id -> provider's answer
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
         self.reattach_token = str(uuid.uuid4())
@@ -54,8 +56,13 @@ class WsSession:
             return
         if not isinstance(frame, dict):
             return
-        if frame.get("type") == "invocationresult":  # the hot path: answer to our invokefunction
+        kind = frame.get("type")
+        if kind == "invocationresult":  # the hot path: answer to our invokefunction
             self._resolve(frame)
+        elif kind == "triggerregistrationresult":  # answers a binding we forwarded: never queue it,
+            fut = self._bindings.pop(str(frame.get("id")), None)  # the queue may be waiting for it
+            if fut is not None and not fut.done():
+                fut.set_result(frame)
         else:
             self._queue.put_nowait(frame)
 
@@ -105,6 +112,15 @@ class WsSession:
                 await registry.unregister_trigger(self.worker, tid)
         elif kind == "invokefunction":
             self._spawn(self._call(frame))
+        elif kind == "registertriggertype":
+            tid = frame.get("id")
+            if isinstance(tid, str) and tid:
+                await registry.register_trigger_type(TriggerType(
+                    tid, WsTriggerProvider(self), self.worker, description=frame.get("description")))
+        elif kind == "unregistertriggertype":
+            tid = frame.get("id")
+            if isinstance(tid, str) and tid in registry.trigger_types:
+                await registry.unregister_trigger_type(self.worker, tid)
         # other types: later slices of issue 3; unknown types are ignored by the protocol's rules
 
     async def _call(self, frame: dict[str, Any]) -> None:
@@ -190,6 +206,9 @@ class WsSession:
             if not fut.done():
                 fut.set_exception(InvocationStopped(
                     f"worker {self.worker.name!r} {reason} while running {fid!r} (call {inv_id})"))
+        for binding in list(self._bindings.values()):
+            if not binding.done():
+                binding.set_result({"error": {"message": f"worker {self.worker.name!r} {reason}"}})
         self._queue.put_nowait(None)
         for task in list(self._tasks):
             task.cancel()
@@ -198,3 +217,34 @@ class WsSession:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+class WsTriggerProvider:
+    """A trigger type provided by a WebSocket worker: bindings are forwarded to it, and it answers
+    each ``registertrigger`` with a ``triggerregistrationresult``."""
+
+    def __init__(self, session: WsSession) -> None:
+        self.session = session
+
+    async def register_trigger(self, trigger: Trigger) -> None:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.session._bindings[trigger.id] = fut
+        self.session.send({"type": "registertrigger", "id": trigger.id, "trigger_type": trigger.type,
+                           "function_id": trigger.function_id, "config": trigger.config,
+                           "metadata": trigger.metadata})
+        try:
+            async with asyncio.timeout(PROVIDER_TIMEOUT):
+                answer = await fut
+        except TimeoutError:
+            raise TriggerConfigError(f"worker {self.session.worker.name!r} did not answer the binding of "
+                                     f"{trigger.id} within {PROVIDER_TIMEOUT:g} s") from None
+        finally:
+            self.session._bindings.pop(trigger.id, None)
+        error = answer.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise TriggerConfigError(f"worker {self.session.worker.name!r} refused the trigger: {message}",
+                                     code="trigger_registration_failed")
+
+    async def unregister_trigger(self, trigger: Trigger) -> None:
+        self.session.send({"type": "unregistertrigger", "id": trigger.id, "trigger_type": trigger.type})

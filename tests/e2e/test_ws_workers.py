@@ -188,3 +188,109 @@ def test_stdio_and_sdk_workers_call_each_other(start_engine):
         assert r.json() == {"value": 18}
     # Supervised, the SDK takes III_WORKER_NAME (the exec name): its lines and its process share a prefix.
     engine.wait_message("worker connected (python 0.25.0)", source="sdk")
+
+
+PROVIDER_SDK = '''
+import os, threading, time
+from iii import InitOptions, TriggerAction, register_worker
+from iii.triggers import TriggerHandler
+
+iii = register_worker(os.environ["III_URL"], InitOptions(worker_name="provider"))
+
+class Webhooks(TriggerHandler):
+    async def register_trigger(self, config):
+        if (config.config or {}).get("url") != "/hook":
+            raise ValueError("only /hook is served here")
+        print("bound", config.id, config.function_id, flush=True)
+        # fire once, off the SDK's event loop (its sync API may not be called from there)
+        threading.Thread(target=iii.trigger, args=({"function_id": config.function_id,
+                         "payload": {"from": "webhook"}, "action": TriggerAction.Void()},)).start()
+
+    async def unregister_trigger(self, config):
+        print("unbound", config.id, flush=True)
+
+iii.register_trigger_type({"id": "webhook", "description": "Webhook trigger"}, Webhooks())
+time.sleep(600)
+'''
+
+CONSUMER_STDIO = '''
+from iii_stdio import InvocationError, Worker
+worker = Worker()
+
+@worker.function("hook::handle")
+def handle(data):
+    worker.logger.info("webhook fired", data)
+
+worker.register_trigger("webhook", "hook::handle", {"url": "/hook"}, id="good-hook")
+try:
+    worker.register_trigger("webhook", "hook::handle", {"url": "/other"}, id="bad-hook")
+    worker.logger.info("bad hook parked")
+except InvocationError as exc:
+    worker.logger.info("bad hook refused: " + exc.message)
+worker.run()
+'''
+
+
+def test_sdk_worker_provides_a_trigger_type_for_a_stdio_worker(start_engine):
+    engine = start_engine(textwrap.dedent("""
+        port: 0
+        modules:
+          - class: modules::shell::ExecModule
+            config: {name: provider, exec: ["python provider.py"]}
+          - class: modules::shell::ExecModule
+            config: {name: consumer, exec: ["python consumer.py"]}
+    """), {"provider.py": PROVIDER_SDK, "consumer.py": CONSUMER_STDIO})
+    fired = engine.wait_message("webhook fired", source="consumer")
+    assert fired["from"] == "webhook"
+    engine.wait_for(lambda e: e.get("source") == "provider" and str(e.get("message")).startswith("bound good-hook"),
+                    what="the provider to get the binding")
+    # Whichever started first, the bad config ends up refused with the provider's reason.
+    engine.wait_for(lambda e: "only /hook is served here" in str(e.get("message")), what="the refusal")
+
+
+def test_garbage_and_abrupt_disconnect_do_not_disturb_other_workers(start_engine):
+    import asyncio
+    import json
+    import time
+
+    import aiohttp
+
+    engine = start_engine("port: 0\nmodules: []\n")
+    url = engine.worker_url
+
+    async def recv_type(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict:
+        async with asyncio.timeout(10):
+            while True:
+                frame = json.loads((await ws.receive()).data)
+                if frame.get("type") == kind:
+                    return frame
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            a = await http.ws_connect(url)
+            b = await http.ws_connect(url)
+            await recv_type(a, "workerregistered")
+            await recv_type(b, "workerregistered")
+            for junk in ["not json", "[1, 2]", '{"type": "nonsense", "x": 1}', '{"type": "registerfunction"}',
+                         '{"no_type": true}', "{" * 100_000]:
+                await a.send_str(junk)
+            await a.send_str(json.dumps({"type": "registerfunction", "id": "raw.slow", "extra": "ignored"}))
+            # b calls a's function; a receives it, then vanishes without answering
+            await b.send_str(json.dumps({"type": "invokefunction", "invocation_id": "call-1",
+                                         "function_id": "raw.slow", "data": {"n": 1}}))
+            invoke = await recv_type(a, "invokefunction")
+            assert invoke["function_id"] == "raw.slow" and invoke["data"] == {"n": 1}
+            t0 = time.monotonic()
+            await a.close()
+            result = await recv_type(b, "invocationresult")
+            assert result["invocation_id"] == "call-1"
+            assert result["error"]["code"] == "invocation_stopped"
+            assert time.monotonic() - t0 < 2
+            # b is unaffected and the dead worker's function is gone
+            await b.send_str(json.dumps({"type": "invokefunction", "invocation_id": "call-2",
+                                         "function_id": "raw.slow", "data": {}}))
+            result = await recv_type(b, "invocationresult")
+            assert result["error"]["code"] == "function_not_found"
+            await b.close()
+
+    asyncio.run(scenario())
