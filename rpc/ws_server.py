@@ -28,6 +28,7 @@ class WorkerPort:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._sessions: set[WsSession] = set()
+        self._sockets: set[web.WebSocketResponse] = set()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_MESSAGE)
@@ -54,14 +55,20 @@ class WorkerPort:
         return int(server.sockets[0].getsockname()[1]) if server and server.sockets else self.requested_port
 
     async def stop(self) -> None:
+        """Close every socket first (1001, going away): aiohttp would otherwise wait for the
+        handlers of open WebSockets, i.e. for the workers to hang up."""
         for session in list(self._sessions):
             session.close("disconnected: the engine is stopping")
+        closing = [ws.close(code=1001, message=b"engine stopping") for ws in list(self._sockets)]
+        if closing:
+            await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=2.0)
         if self._runner is not None:
             await self._runner.cleanup()
 
     async def _worker(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, autoping=True)
         await ws.prepare(request)
+        self._sockets.add(ws)
         worker = Worker(id=str(uuid.uuid4()), name=f"ws:{request.remote}", kind="websocket")
         session = WsSession(self.core, worker, lambda text: _send(ws, text))
         self._sessions.add(session)
@@ -77,6 +84,7 @@ class WorkerPort:
         finally:
             session.close("disconnected")
             self._sessions.discard(session)
+            self._sockets.discard(ws)
             serve.cancel()
             await self.core.registry.remove_worker(worker)
             self.core.log("info", "worker disconnected", source=worker.name)
@@ -85,8 +93,12 @@ class WorkerPort:
     async def _otel(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, autoping=True)
         await ws.prepare(request)
-        async for _msg in ws:  # telemetry is accepted and dropped until observability lands
-            pass
+        self._sockets.add(ws)
+        try:
+            async for _msg in ws:  # telemetry is accepted and dropped until observability lands
+                pass
+        finally:
+            self._sockets.discard(ws)
         return ws
 
     async def _register_worker_metadata(self, invocation: Invocation) -> dict[str, Any]:

@@ -294,3 +294,37 @@ def test_garbage_and_abrupt_disconnect_do_not_disturb_other_workers(start_engine
             await b.close()
 
     asyncio.run(scenario())
+
+
+def test_sdk_worker_reconnects_after_engine_restart_and_serves_again(start_engine, tmp_path):
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    worker_port, http_port = free_port(), free_port()
+    config = textwrap.dedent(f"""
+        port: {worker_port}
+        modules:
+          - class: modules::api::RestApiModule
+            config: {{host: 127.0.0.1, port: {http_port}}}
+    """)
+    first = start_engine(config)
+    script = tmp_path / "serve.py"
+    script.write_text(SERVING_PY)
+    worker = subprocess.Popen([sys.executable, str(script), f"ws://127.0.0.1:{worker_port}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first.wait_message("route added: POST /math/add")
+        assert httpx.post(f"http://127.0.0.1:{http_port}/math/add", json={"a": 1, "b": 2}, timeout=10).json() == {
+            "sum": 3}
+        first.signal(15)
+        assert first.wait_exit(20) == 0
+        second = start_engine(config)  # same ports; the SDK reconnects (1 s backoff) and replays
+        second.wait_message("route added: POST /math/add", timeout=20)
+        second.wait_message("worker connected (python 0.25.0)", source="math-worker")
+        r = httpx.post(f"http://127.0.0.1:{http_port}/math/add", json={"a": 2, "b": 3}, timeout=10)
+        assert r.status_code == 200 and r.json() == {"sum": 5}
+    finally:
+        worker.kill()
+        worker.wait(10)
