@@ -23,6 +23,7 @@ from jsonrpcserver.async_main import dispatch_to_serializable
 from jsonrpcserver.exceptions import JsonRpcError
 
 from rpc import jsonrpc
+from rpc.calls import PendingCalls, timeout_seconds
 from rpc.ndjson import DEFAULT_MAX_FRAME, Oversized
 from supervisor.core.core import Core
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType, Worker
@@ -30,8 +31,6 @@ from supervisor.core.tracing import trace_id_of
 from supervisor.errors import (
     FrameTooLarge,
     InvocationError,
-    InvocationStopped,
-    InvocationTimeout,
     RegistrationError,
     TriggerConfigError,
 )
@@ -40,7 +39,6 @@ Send = Callable[[bytes], None]
 LOG_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warn", "warning": "warn",
               "error": "error", "fatal": "error", "critical": "error"}
 PROVIDER_TIMEOUT = 10.0
-_NEVER = float("inf")
 
 
 class _InvalidParams(Exception):
@@ -100,10 +98,7 @@ class StdioSession:
         self._send = send  # may batch frames of one loop turn into one write
         self._send_now = send_now  # writes at once (used when a single call is in flight)
         self.max_frame = max_frame
-        self._pending: dict[str | int, tuple[asyncio.Future[Any], str, float, float]] = {}
-        self._loop = asyncio.get_running_loop()
-        self._sweep: asyncio.TimerHandle | None = None
-        self._sweep_at = _NEVER
+        self._pending = PendingCalls(worker)
         self._ids = itertools.count(1)
         self._control_queue: asyncio.Queue[jsonrpc.Request | jsonrpc.Notification | None] = asyncio.Queue()
         self._control_replies: dict[str | int, asyncio.Future[dict[str, Any] | None]] = {}
@@ -247,16 +242,15 @@ class StdioSession:
         try:
             fid = _text(params, "function_id", "trigger")
             assert fid is not None
-            timeout_ms = params.get("timeout_ms")
-            if timeout_ms is not None and (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float))
-                                           or timeout_ms <= 0):
+            timeout = timeout_seconds(params.get("timeout_ms"))
+            if timeout is None and params.get("timeout_ms") is not None:
                 raise _InvalidParams("trigger: 'timeout_ms' must be a positive number")
             for key in ("traceparent", "baggage"):
                 if params.get(key) is not None and not isinstance(params[key], str):
                     raise _InvalidParams(f"trigger: {key!r} must be a string")
             result = await self.core.router.call(
                 fid, params.get("payload"),
-                timeout=None if timeout_ms is None else timeout_ms / 1000.0,
+                timeout=timeout,
                 traceparent=params.get("traceparent"), baggage=params.get("baggage"), caller=self.worker,
             )
         except (_InvalidParams, InvocationError) as exc:
@@ -287,64 +281,29 @@ class StdioSession:
 
     def _send_request(self, msg_id: str | int, method: str, params: Any, what: str, deadline: float,
                       timeout: float) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        if self.closed:
-            fut.set_exception(InvocationStopped(f"worker {self.worker.name!r} is not running"))
-            return fut
         frame = jsonrpc.encode_request(msg_id, method, params)
         if len(frame) > self.max_frame:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             fut.set_exception(InvocationError(str(FrameTooLarge(len(frame), self.max_frame)),
                                               code="frame_too_large"))
             return fut
-        self._pending[msg_id] = (fut, what, deadline, timeout)
-        if deadline < self._sweep_at:
-            self._schedule_sweep(deadline)
+        fut = self._pending.add(msg_id, what, deadline, timeout)
+        if fut.done():  # the session is closed: InvocationStopped
+            return fut
         if len(self._pending) == 1 and self._send_now is not None:
             self._send_now(frame)  # nothing else in flight: skip the batching hop
         else:
             self._send(frame)
         return fut
 
-    def _schedule_sweep(self, at: float) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-        self._sweep_at = at
-        self._sweep = self._loop.call_at(self._loop.time() + max(at - time.monotonic(), 0.0), self._expire)
-
-    def _expire(self) -> None:
-        """Fail calls past their deadline (and forget ones their caller gave up on)."""
-        self._sweep, self._sweep_at = None, _NEVER
-        now = time.monotonic()
-        earliest = _NEVER
-        for msg_id, (fut, what, deadline, timeout) in list(self._pending.items()):
-            if fut.done():
-                del self._pending[msg_id]
-            elif deadline <= now:
-                del self._pending[msg_id]
-                fut.set_exception(InvocationTimeout(
-                    f"{what!r} on worker {self.worker.name!r} did not answer within {timeout:g} s"))
-            elif deadline < earliest:
-                earliest = deadline
-        if earliest is not _NEVER:
-            self._schedule_sweep(earliest)
-
     def _resolve(self, msg_id: Any, result: Any, error: jsonrpc.ErrorResponse | None) -> None:
-        entry = self._pending.pop(msg_id, None)
-        if entry is None:
+        failure = None
+        if error is not None:
+            data = error.data if isinstance(error.data, dict) else {}
+            failure = InvocationError.from_body({"code": data.get("code") or "invocation_failed",
+                                                 "message": error.message, "stacktrace": data.get("stacktrace")})
+        if not self._pending.resolve(msg_id, result, failure):
             self.log("debug", f"reply for unknown or expired call id {msg_id!r} ignored")
-            return
-        fut = entry[0]
-        if fut.done():
-            return
-        if error is None:
-            fut.set_result(result)
-            return
-        data = error.data if isinstance(error.data, dict) else {}
-        fut.set_exception(InvocationError.from_body({
-            "code": data.get("code") or "invocation_failed",
-            "message": error.message,
-            "stacktrace": data.get("stacktrace"),
-        }))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -353,13 +312,7 @@ class StdioSession:
         if self.closed:
             return
         self.closed = True
-        if self._sweep is not None:
-            self._sweep.cancel()
-        for msg_id, (fut, what, _deadline, _timeout) in list(self._pending.items()):
-            if not fut.done():
-                fut.set_exception(InvocationStopped(
-                    f"worker {self.worker.name!r} {reason} while running {what!r} (call {msg_id})"))
-        self._pending.clear()
+        self._pending.close(reason)
         self._control_queue.put_nowait(None)
         for task in list(self._tasks):
             task.cancel()

@@ -18,9 +18,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from rpc.calls import PendingCalls, timeout_seconds
 from supervisor.core.core import Core
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType, Worker
-from supervisor.errors import InvocationError, InvocationStopped, RegistrationError, TriggerConfigError
+from supervisor.errors import InvocationError, RegistrationError, TriggerConfigError
 
 SendText = Callable[[str], None]
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -33,7 +34,7 @@ class WsSession:
         self.worker = worker
         self._send_text = send
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._pending: dict[str, tuple[asyncio.Future[Any], str]] = {}
+        self._pending = PendingCalls(worker)
         self._bindings: dict[str, asyncio.Future[dict[str, Any]]] = {}  # trigger id -> provider's answer
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
@@ -86,7 +87,7 @@ class WsSession:
             registry.register_function(FunctionDef(
                 fid, self.worker, self.invoke, description=frame.get("description"),
                 request_format=frame.get("request_format"), response_format=frame.get("response_format"),
-                metadata=metadata if isinstance(metadata, dict) else None,
+                metadata=metadata if isinstance(metadata, dict) else None, enforces_deadline=True,
             ))
         elif kind == "unregisterfunction":
             if isinstance(frame.get("id"), str):
@@ -139,7 +140,6 @@ class WsSession:
             self._result(inv_id, fid, error={"code": "enqueue_error",
                                              "message": "queues are not available in this engine yet"})
             return
-        timeout_ms = frame.get("timeout_ms")
         kwargs: dict[str, Any] = {
             "traceparent": frame.get("traceparent") if isinstance(frame.get("traceparent"), str) else None,
             "baggage": frame.get("baggage") if isinstance(frame.get("baggage"), str) else None,
@@ -151,8 +151,7 @@ class WsSession:
         try:
             result = await self.core.router.call(
                 fid, frame.get("data"),
-                timeout=timeout_ms / 1000 if isinstance(timeout_ms, (int, float)) and timeout_ms > 0 else None,
-                **kwargs)
+                timeout=timeout_seconds(frame.get("timeout_ms")), **kwargs)
         except InvocationError as exc:
             self._result(inv_id, fid, error=exc.to_body())
             return
@@ -169,13 +168,10 @@ class WsSession:
     # -- calls into the worker -----------------------------------------------------------------
 
     def invoke(self, invocation: Invocation) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.closed:
-            fut.set_exception(InvocationStopped(f"worker {self.worker.name!r} is not connected"))
+        """The invoker of this worker's functions; the deadline is enforced by the pending table."""
+        fut = self._pending.add(invocation.id, invocation.function_id, invocation.deadline, invocation.timeout)
+        if fut.done():  # the connection is closed: InvocationStopped
             return fut
-        self._pending[invocation.id] = (fut, invocation.function_id)
-        key = invocation.id
-        fut.add_done_callback(lambda _f: self._pending.pop(key, None))
         frame: dict[str, Any] = {"type": "invokefunction", "invocation_id": invocation.id,
                                  "function_id": invocation.function_id, "data": invocation.data,
                                  "traceparent": invocation.traceparent}
@@ -187,14 +183,9 @@ class WsSession:
         return fut
 
     def _resolve(self, frame: dict[str, Any]) -> None:
-        entry = self._pending.get(frame.get("invocation_id"))  # type: ignore[arg-type]
-        if entry is None or entry[0].done():
-            return
         error = frame.get("error")
-        if error is not None:
-            entry[0].set_exception(InvocationError.from_body(error))
-        else:
-            entry[0].set_result(frame.get("result"))
+        self._pending.resolve(frame.get("invocation_id"), frame.get("result"),
+                              None if error is None else InvocationError.from_body(error))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -202,10 +193,7 @@ class WsSession:
         if self.closed:
             return
         self.closed = True
-        for inv_id, (fut, fid) in list(self._pending.items()):
-            if not fut.done():
-                fut.set_exception(InvocationStopped(
-                    f"worker {self.worker.name!r} {reason} while running {fid!r} (call {inv_id})"))
+        self._pending.close(reason)
         for binding in list(self._bindings.values()):
             if not binding.done():
                 binding.set_result({"error": {"message": f"worker {self.worker.name!r} {reason}"}})
