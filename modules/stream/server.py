@@ -28,7 +28,7 @@ from modules.stream.session import ClientSession, Hooks
 from supervisor.errors import EngineError
 
 TOO_SLOW = 1013  # "try again later": the client fell too far behind
-CLOSE_WAIT = 2.0  # seconds a closing handshake may take before the connection is cut
+CLOSE_WAIT = 5.0  # seconds a closing handshake may take before the connection is cut
 BAD_FRAMES_LOGGED = 3  # per client, so a misbehaving client cannot flood the log
 
 Authenticate = Callable[[web.BaseRequest], Awaitable["tuple[Any, web.Response | None]"]]
