@@ -86,6 +86,9 @@ class CronScheduler:
         except CronLockError as exc:
             self.log("warn", f"cron job {job.id}: cannot read its last run, no catch-up: {exc}",
                      function_id=job.function_id)
+        except Exception as exc:  # never let one job take the engine's task group down
+            self.log("error", f"cron job {job.id}: catch-up failed: {type(exc).__name__}: {exc}",
+                     function_id=job.function_id)
         after = now
         while True:
             try:
