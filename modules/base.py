@@ -9,7 +9,7 @@ while running calls drain.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +26,15 @@ class ModuleContext:
     guardian: Any = None  # supervisor.process.guardian.OrphanGuardian, for modules that spawn processes
     index: int = 0  # position in the config's module list
     entry_path: str = ""  # e.g. "modules[2]", for messages
+    worker_token: str | None = None  # what supervised SDK workers must present on the worker port
+
+
+@dataclass
+class AdapterEntry:
+    """``adapter: {class, config}`` inside a module's config (the original's shape)."""
+
+    class_name: str = field(metadata={"key": "class"})
+    config: Any = None
 
 
 class Module:

@@ -10,12 +10,16 @@ from supervisor.errors import ConfigError
 MODULE_CLASSES: dict[str, str] = {
     "modules::api::RestApiModule": "modules.api.module:RestApiModule",
     "modules::shell::ExecModule": "modules.shell.module:ExecModule",
+    "modules::state::StateModule": "modules.state.module:StateModule",
+    "modules::stream::StreamModule": "modules.stream.module:StreamModule",
+    "modules::pubsub::PubSubModule": "modules.pubsub.module:PubSubModule",
+    "modules::cron::CronModule": "modules.cron.module:CronModule",
+    "modules::queue::QueueModule": "modules.queue.module:QueueModule",
 }
 
 # Classes of the original engine that later work will add; named so the error says so plainly.
 PLANNED = {
-    "modules::state::StateModule", "modules::stream::StreamModule", "modules::queue::QueueModule",
-    "modules::pubsub::PubSubModule", "modules::cron::CronModule", "modules::observability::OtelModule",
+    "modules::observability::OtelModule",
 }
 
 

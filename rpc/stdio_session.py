@@ -24,6 +24,7 @@ from jsonrpcserver.exceptions import JsonRpcError
 
 from rpc import jsonrpc
 from rpc.calls import PendingCalls, timeout_seconds
+from rpc.enqueue import ENQUEUE_FUNCTION, enqueue_error, enqueue_request
 from rpc.ndjson import DEFAULT_MAX_FRAME, Oversized
 from supervisor.core.core import Core
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType, Worker
@@ -248,11 +249,20 @@ class StdioSession:
             for key in ("traceparent", "baggage"):
                 if params.get(key) is not None and not isinstance(params[key], str):
                     raise _InvalidParams(f"trigger: {key!r} must be a string")
-            result = await self.core.router.call(
-                fid, params.get("payload"),
-                timeout=timeout,
-                traceparent=params.get("traceparent"), baggage=params.get("baggage"), caller=self.worker,
-            )
+            action = params.get("action")
+            if isinstance(action, dict) and action.get("type") == "enqueue":  # -> {messageReceiptId}
+                request = enqueue_request(action, fid, params.get("payload"), params)
+                try:
+                    result = await self.core.router.call(ENQUEUE_FUNCTION, request, caller=self.worker)
+                except InvocationError as exc:
+                    body = enqueue_error(exc)
+                    raise InvocationError(body["message"], code=body["code"]) from None
+            else:
+                result = await self.core.router.call(
+                    fid, params.get("payload"),
+                    timeout=timeout,
+                    traceparent=params.get("traceparent"), baggage=params.get("baggage"), caller=self.worker,
+                )
         except (_InvalidParams, InvocationError) as exc:
             err = _app_error(exc)
             return jsonrpc.error_object(req.id, err.code, err.message, err.data)

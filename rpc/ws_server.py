@@ -1,38 +1,50 @@
 """The worker WebSocket port (default 49134): byte-pumping only; ``ws_session`` holds the protocol.
 
 ``/otel`` takes the SDKs' telemetry frames and discards them for now; every other path is the
-worker endpoint (a bare ``ws://host:port`` arrives as ``/``).
+worker endpoint (a bare ``ws://host:port`` arrives as ``/``). With a token configured, an upgrade
+without ``Authorization: Bearer <token>`` is refused with 401 before any frame is exchanged.
+Each connection has one ordered outbox drained by one sender task (frames never interleave).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import hmac
+import json
 import uuid
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
+from rpc.ws_channels import channel_handler
 from rpc.ws_session import WsSession
+from supervisor.core.channels import register_channel_functions
 from supervisor.core.core import Core
+from supervisor.core.http_functions import HttpFunctionClient
 from supervisor.core.models import FunctionDef, Invocation, Worker, WorkerState
-from supervisor.errors import EngineError
+from supervisor.errors import EngineError, InvocationError
 
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
 class WorkerPort:
-    def __init__(self, core: Core, host: str, port: int) -> None:
+    def __init__(self, core: Core, host: str, port: int, *, token: str | None = None,
+                 http_functions: HttpFunctionClient | None = None) -> None:
         self.core = core
+        self.http_functions = http_functions
         self.host = host
         self.requested_port = port
+        self.token = token or None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
-        self._sessions: set[WsSession] = set()
+        self._sessions: dict[str, tuple[WsSession, web.WebSocketResponse]] = {}  # by worker id
         self._sockets: set[web.WebSocketResponse] = set()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_MESSAGE)
         app.router.add_route("GET", "/otel", self._otel)
+        app.router.add_route("GET", "/ws/channels/{channel_id}", channel_handler(self.core, self._sockets))
         app.router.add_route("GET", "/{tail:.*}", self._worker)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -46,6 +58,7 @@ class WorkerPort:
         self.core.registry.register_function(FunctionDef(
             "engine::workers::register", self.core.engine_worker, self._register_worker_metadata,
             description="A worker announces its name, runtime and pid (sent by the iii SDKs on connect)"))
+        register_channel_functions(self.core)
         self.core.log("info", f"worker port listening on ws://{self.host}:{self.port}")
 
     @property
@@ -57,7 +70,7 @@ class WorkerPort:
     async def stop(self) -> None:
         """Close every socket first (1001, going away): aiohttp would otherwise wait for the
         handlers of open WebSockets, i.e. for the workers to hang up."""
-        for session in list(self._sessions):
+        for session, _ws in list(self._sessions.values()):
             session.close("disconnected: the engine is stopping")
         closing = [ws.close(code=1001, message=b"engine stopping") for ws in list(self._sockets)]
         if closing:
@@ -65,32 +78,81 @@ class WorkerPort:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """401 unless the upgrade carries the configured token (constant-time compare)."""
+        if self.token is None:
+            return None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            return None
+        reason = "wrong worker token" if given else "this engine requires a worker token (Authorization: Bearer)"
+        self.core.log("warn", f"refused a worker connection from {request.remote}: {reason}")
+        return web.Response(status=401, content_type="application/json",
+                            text=json.dumps({"error": {"code": "AUTH_ERROR", "message": reason}}))
+
     async def _worker(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
-        worker = Worker(id=str(uuid.uuid4()), name=f"ws:{request.remote}", kind="websocket")
-        session = WsSession(self.core, worker, lambda text: _send(ws, text))
-        self._sessions.add(session)
+        worker = Worker(id=str(uuid.uuid4()), name=f"ws:{request.remote}", kind="websocket", address=request.remote)
+        outbox = _Outbox(ws)
+        session = WsSession(self.core, worker, outbox.put, reattach=self._reattach,
+                            http_functions=self.http_functions)
+        self._sessions[worker.id] = (session, ws)
         self.core.registry.add_worker(worker)
         session.opened()
+        sender = asyncio.ensure_future(outbox.run())
         serve = asyncio.ensure_future(session.serve())
         try:
             async for msg in ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     session.frame_received(msg.data)
                 elif msg.type == WSMsgType.ERROR:
+                    self._log_error(ws.exception(), worker)
                     break
         finally:
-            session.close("disconnected")
-            self._sessions.discard(session)
-            self._sockets.discard(ws)
             serve.cancel()
-            await self.core.registry.remove_worker(worker)
-            self.core.log("info", "worker disconnected", source=worker.name)
+            sender.cancel()
+            self._sockets.discard(ws)
+            await self._retire(session, "disconnected")
         return ws
 
+    def _log_error(self, exc: BaseException | None, worker: Worker) -> None:
+        if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
+            self.core.log("error", f"a frame exceeded the {MAX_MESSAGE >> 20} MiB limit ({exc}): connection closed "
+                          "(1009); its registrations go, other workers are not affected", source=worker.name)
+        else:
+            self.core.log("warn", f"connection error: {exc}", source=worker.name)
+
+    async def _retire(self, session: WsSession, reason: str) -> None:
+        """Drop a connection's registrations and fail the calls it was running (idempotent)."""
+        worker = session.worker
+        session.close(reason)
+        if self._sessions.pop(worker.id, None) is None:
+            return
+        await self.core.registry.remove_worker(worker)
+        self.core.log("info", f"worker {reason}", source=worker.name)
+
+    async def _reattach(self, previous_id: str, token: str | None, current: WsSession) -> None:
+        """A reconnected worker names its previous connection: retire it before the replay."""
+        entry = self._sessions.get(previous_id)
+        if entry is None or token is None:
+            return
+        old, ws = entry
+        if not hmac.compare_digest(old.reattach_token.encode(), token.encode()):
+            self.core.log("warn", "reattach with a wrong token was ignored", source=current.worker.name)
+            return
+        await self._retire(old, "replaced by its reconnected connection")
+        self._sockets.discard(ws)
+        asyncio.ensure_future(ws.close(code=1000, message=b"replaced by a newer connection"))
+
     async def _otel(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
@@ -110,8 +172,15 @@ class WorkerPort:
                 worker.name = name.strip()
             if isinstance(data.get("pid"), int):
                 worker.pid = data["pid"]
-            worker.metadata.update({k: data[k] for k in ("runtime", "version", "os", "description")
-                                    if k in data})
+            worker.metadata.update({k: data[k] for k in ("runtime", "version", "os", "description", "isolation")
+                                    if data.get(k) is not None})
+            namespace = data.get("namespace")
+            if namespace is not None:
+                if not isinstance(namespace, str) or not namespace.strip():
+                    raise InvocationError(f"namespace must be a non-blank string, got {namespace!r}",
+                                          code="INVALID_NAMESPACE")
+                worker.namespace = namespace.strip()
+            self.core.registry.worker_updated(worker)
             if worker.state is WorkerState.STARTING:
                 await self.core.registry.mark_ready(worker)
             self.core.log("info", f"worker connected ({data.get('runtime', '?')} {data.get('version', '')})",
@@ -119,6 +188,30 @@ class WorkerPort:
         return {"success": True}
 
 
-def _send(ws: web.WebSocketResponse, text: str) -> None:
-    if not ws.closed:
-        asyncio.ensure_future(ws.send_str(text))
+class _Outbox:
+    """Frames for one socket, sent in order by one task (a task per frame could interleave at a drain)."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+        self._frames: collections.deque[str] = collections.deque()
+        self._wake = asyncio.Event()
+
+    def put(self, text: str) -> None:
+        self._frames.append(text)
+        self._wake.set()
+
+    async def run(self) -> None:
+        ws, frames = self._ws, self._frames
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while frames and not ws.closed:
+                    await ws.send_str(frames.popleft())
+            except ConnectionError:  # the peer went away mid-send; the reader side cleans up
+                ws_closed = True
+            else:
+                ws_closed = ws.closed
+            if ws_closed:
+                frames.clear()
+                return

@@ -6,8 +6,9 @@ types, unknown fields and bad JSON are ignored, never fatal. Frames are handled 
 order (a ``registerfunction`` is visible before any later frame of the connection is handled);
 calls the worker makes run concurrently so they can call back into it.
 
-Not here yet (issue 3): reattach, HTTP-invoked functions, channels and the ``engine::*``
-introspection functions.
+Reattach: after a reconnect the SDKs send ``reattach`` with their previous connection's id and
+token; the port retires that connection (if it is still open and the token matches) before any
+later frame of this one is handled, so the replayed registrations never race the old ones.
 """
 
 from __future__ import annotations
@@ -15,24 +16,30 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rpc.calls import PendingCalls, timeout_seconds
+from rpc.enqueue import ENQUEUE_FUNCTION, enqueue_error, enqueue_request
 from supervisor.core.core import Core
-from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType, Worker
+from supervisor.core.http_functions import HttpFunctionClient, HttpInvocationSpec
+from supervisor.core.models import FunctionDef, Invocation, Invoker, Trigger, TriggerType, Worker
 from supervisor.errors import InvocationError, RegistrationError, TriggerConfigError
 
 SendText = Callable[[str], None]
+Reattach = Callable[[str, "str | None", "WsSession"], Awaitable[None]]
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 PROVIDER_TIMEOUT = 10.0
 
 
 class WsSession:
-    def __init__(self, core: Core, worker: Worker, send: SendText) -> None:
+    def __init__(self, core: Core, worker: Worker, send: SendText, *, reattach: Reattach | None = None,
+                 http_functions: HttpFunctionClient | None = None) -> None:
         self.core = core
         self.worker = worker
         self._send_text = send
+        self._reattach = reattach
+        self._http = http_functions
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._pending = PendingCalls(worker)
         self._bindings: dict[str, asyncio.Future[dict[str, Any]]] = {}  # trigger id -> provider's answer
@@ -84,8 +91,14 @@ class WsSession:
                 self.core.log("warn", "registerfunction without an id was ignored", source=self.worker.name)
                 return
             metadata = frame.get("metadata")
+            invoke: Invoker = self.invoke
+            if frame.get("invocation") is not None:  # the engine calls a URL; the worker is not involved
+                http_invoke = self._http_invoker(fid, frame["invocation"])
+                if http_invoke is None:
+                    return
+                invoke = http_invoke
             registry.register_function(FunctionDef(
-                fid, self.worker, self.invoke, description=frame.get("description"),
+                fid, self.worker, invoke, description=frame.get("description"),
                 request_format=frame.get("request_format"), response_format=frame.get("response_format"),
                 metadata=metadata if isinstance(metadata, dict) else None, enforces_deadline=True,
             ))
@@ -113,6 +126,13 @@ class WsSession:
                 await registry.unregister_trigger(self.worker, tid)
         elif kind == "invokefunction":
             self._spawn(self._call(frame))
+        elif kind == "reattach":
+            previous, token = frame.get("previous_worker_id"), frame.get("reattach_token")
+            if (isinstance(previous, str) and previous != self.worker.id and self._reattach is not None
+                    and (token is None or isinstance(token, str))):
+                await self._reattach(previous, token, self)
+        elif kind == "ping":  # legacy application-level ping
+            self.send({"type": "pong"})
         elif kind == "registertriggertype":
             tid = frame.get("id")
             if isinstance(tid, str) and tid:
@@ -122,7 +142,22 @@ class WsSession:
             tid = frame.get("id")
             if isinstance(tid, str) and tid in registry.trigger_types:
                 await registry.unregister_trigger_type(self.worker, tid)
-        # other types: later slices of issue 3; unknown types are ignored by the protocol's rules
+        # registerservice (legacy), pong, observe.v1 frames and unknown types: ignored by the protocol's rules
+
+    def _http_invoker(self, fid: str, raw: Any) -> Invoker | None:
+        """The invoker of an HTTP-invoked function, or None (logged) when it cannot be registered.
+
+        Refusals are logged, not sent as ``registrationrejected``: the Python SDK treats that as fatal."""
+        if self._http is None:
+            self.core.log("error", f"function {fid!r} was not registered: HTTP-invoked functions are not "
+                          "available on this port", source=self.worker.name, function_id=fid)
+            return None
+        try:
+            return self._http.invoker(HttpInvocationSpec.parse(raw))
+        except RegistrationError as exc:
+            self.core.log("error", f"function {fid!r} was not registered: {exc}", source=self.worker.name,
+                          function_id=fid, code=exc.code)
+            return None
 
     async def _call(self, frame: dict[str, Any]) -> None:
         """A call the worker makes: answer with one ``invocationresult`` unless it is void."""
@@ -136,26 +171,37 @@ class WsSession:
                 self._result(inv_id, fid, error={"code": "invalid_params",
                                                  "message": "invokefunction needs a function_id"})
             return
-        if action.get("type") == "enqueue":
-            self._result(inv_id, fid, error={"code": "enqueue_error",
-                                             "message": "queues are not available in this engine yet"})
+        namespace = frame.get("namespace")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
+            if not void:
+                self._result(inv_id, fid, error={"code": "INVALID_NAMESPACE",
+                                                 "message": f"namespace must be a non-blank string, got {namespace!r}"})
             return
+        metadata = frame.get("metadata")
         kwargs: dict[str, Any] = {
             "traceparent": frame.get("traceparent") if isinstance(frame.get("traceparent"), str) else None,
             "baggage": frame.get("baggage") if isinstance(frame.get("baggage"), str) else None,
+            "metadata": metadata if isinstance(metadata, dict) else None,
             "caller": self.worker,
+            "namespace": namespace,
         }
+        data: Any = frame.get("data")
+        if action.get("type") == "enqueue":
+            data = enqueue_request(action, fid, data, kwargs)
+            fid = ENQUEUE_FUNCTION
+            kwargs = {"caller": self.worker}
         if void:
-            self.core.router.fire(fid, frame.get("data"), **kwargs)
+            self.core.router.fire(fid, data, **kwargs)
             return
         try:
             result = await self.core.router.call(
-                fid, frame.get("data"),
+                fid, data,
                 timeout=timeout_seconds(frame.get("timeout_ms")), **kwargs)
         except InvocationError as exc:
-            self._result(inv_id, fid, error=exc.to_body())
+            self._result(inv_id, frame.get("function_id"), error=enqueue_error(exc) if fid == ENQUEUE_FUNCTION
+                         else exc.to_body())
             return
-        self._result(inv_id, fid, result=result)
+        self._result(inv_id, frame.get("function_id"), result=result)
 
     def _result(self, inv_id: Any, fid: Any, *, result: Any = None, error: dict[str, Any] | None = None) -> None:
         frame: dict[str, Any] = {"type": "invocationresult", "invocation_id": inv_id, "function_id": fid}

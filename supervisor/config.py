@@ -24,7 +24,7 @@ from supervisor.errors import ConfigError
 DEFAULT_PORT = 49134
 DEFAULT_CONFIG_NAME = "config.yaml"
 _VAR = re.compile(r"\$(\$?)\{([^}:]*)(?::([^}]*))?\}")
-_TOP_KEYS = {"port", "host", "modules", "workers", "data_dir"}
+_TOP_KEYS = {"port", "host", "modules", "workers", "data_dir", "worker_token", "http_functions"}
 DEFAULT_HOST = "127.0.0.1"  # the worker port takes registrations: not on every interface by default
 
 
@@ -43,6 +43,8 @@ class EngineConfig:
     data_dir: Path  # where modules keep data on disk, per app
     source: Path | None  # None = embedded defaults
     host: str = DEFAULT_HOST
+    worker_token: str | None = None  # when set, worker connections must send `Authorization: Bearer <token>`
+    http_functions: Any = None  # raw `http_functions:` mapping, parsed by the engine (HttpFunctionsConfig)
 
 
 def default_modules() -> list[ModuleEntry]:
@@ -108,7 +110,14 @@ def parse_config(text: str, *, base_dir: Path, source: Path | None, env: Mapping
     host = raw.get("host", DEFAULT_HOST)
     if not isinstance(host, str) or not host:
         raise ConfigError("must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0", "host")
-    return EngineConfig(port, entries, base_dir, data_dir, source, host)
+    token = raw.get("worker_token")
+    if token is not None and not isinstance(token, str):
+        raise ConfigError("must be a string (e.g. ${III_TOKEN}); leave it out or empty for no token", "worker_token")
+    http_functions = raw.get("http_functions")
+    if http_functions is not None and not isinstance(http_functions, dict):
+        raise ConfigError("must be a mapping, e.g. {allow_private: true}", "http_functions")
+    token = token.strip() if token else None  # `${III_TOKEN:}` expanding to "" means no token
+    return EngineConfig(port, entries, base_dir, data_dir, source, host, token or None, http_functions)
 
 
 def _module_entry(item: Any, path: str) -> ModuleEntry:

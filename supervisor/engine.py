@@ -19,10 +19,14 @@ from modules.registry import module_class
 from supervisor.config import EngineConfig
 from supervisor.config_schema import parse_dataclass
 from supervisor.core.core import Core
+from supervisor.core.engine_events import EngineEvents
+from supervisor.core.http_functions import HttpFunctionClient
 from supervisor.errors import EngineError
 from supervisor.logview import LogView
 
 DEFAULT_SHUTDOWN_GRACE = 10.0
+STARTUP_SLOT = "<engine start>"
+STARTUP_HOLD = 30.0
 
 
 class Engine:
@@ -66,6 +70,10 @@ class Engine:
         return code
 
     def _plan(self) -> list[tuple[type[Module], Any, str]]:
+        from supervisor.core.http_functions import HttpFunctionsConfig
+
+        self.http_functions_config = parse_dataclass(HttpFunctionsConfig, self.config.http_functions,
+                                                     "http_functions")
         plans: list[tuple[type[Module], Any, str]] = []
         for entry in self.config.modules:
             cls = module_class(entry.class_name, entry.path)
@@ -83,19 +91,40 @@ class Engine:
 
     async def _serve(self, tg: asyncio.TaskGroup, plans: list[tuple[type[Module], Any, str]],
                      guardian: Any) -> int:
+        from supervisor.core.introspection import Introspection
+
+        Introspection(self.core).register()
+        events = EngineEvents(self.core)
+        await events.start()
+        http_functions = HttpFunctionClient(self.http_functions_config, log=self.core.log)
+        try:
+            return await self._serve_with(tg, plans, guardian, events, http_functions)
+        finally:
+            await http_functions.aclose()
+
+    async def _serve_with(self, tg: asyncio.TaskGroup, plans: list[tuple[type[Module], Any, str]], guardian: Any,
+                          events: EngineEvents, http_functions: HttpFunctionClient) -> int:
         from rpc.ws_server import WorkerPort
 
-        self.worker_port = WorkerPort(self.core, self.config.host, self.config.port)
+        self.worker_port = WorkerPort(self.core, self.config.host, self.config.port, token=self.config.worker_token,
+                                      http_functions=http_functions)
         try:
             await self.worker_port.start()  # before the modules: supervised SDK workers connect at once
         except EngineError as exc:
             self.core.log("error", str(exc))
             return 1
-        started = await self._start_modules(tg, plans, guardian)
+        # Workers may connect (and call built-ins like state::get) before the modules have started:
+        # their calls wait for the start instead of failing with function_not_found.
+        self.core.registry.hold_slot(STARTUP_SLOT, STARTUP_HOLD, startup=True)
+        try:
+            started = await self._start_modules(tg, plans, guardian)
+        finally:
+            await self.core.registry.release_slot(STARTUP_SLOT)
         if started:
             self.core.log("info", f"engine ready ({len(self.modules)} modules, worker port {self.worker_port.port})")
             await self._stop.wait()
         await self._shutdown()
+        events.stop()
         await self.worker_port.stop()
         return 0 if started else 1
 
@@ -103,7 +132,8 @@ class Engine:
                              guardian: Any) -> bool:
         for index, (cls, cfg, path) in enumerate(plans):
             ctx = ModuleContext(self.core, self.config.base_dir, self.config.data_dir, self.worker_port.port,
-                                _OwnedTasks(tg, self._tasks), guardian, index, path)  # type: ignore[arg-type]
+                                _OwnedTasks(tg, self._tasks), guardian, index, path,  # type: ignore[arg-type]
+                                self.config.worker_token)
             module = cls(ctx, cfg)
             try:
                 await module.start()

@@ -1,7 +1,8 @@
 """HTTP <-> function payloads, without I/O: what a function receives and how its result answers.
 
 A function gets ``{path_params, query_params, headers, method, path, body, trigger}`` where
-``path`` is the registered pattern (as the original engine sends) and ``url`` the concrete path.
+``path`` is the registered pattern (as the original engine sends) and ``url`` the concrete path;
+the module adds the ``request_body`` / ``response`` channel refs (see ``streaming``).
 It returns ``{status_code|statusCode, headers, body}``; anything else is taken as the JSON body.
 """
 

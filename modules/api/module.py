@@ -3,6 +3,9 @@
 aiohttp's low-level server with our own route table (routes change at runtime as workers come and
 go, so the table is a plain dict swap, not a framework router). A route whose worker is restarting
 stays in the table; the router holds its requests until the new instance serves them.
+
+Each call also gets two channels: ``request_body`` (the raw bytes, already complete) and
+``response`` (which the function may stream its answer into; see ``streaming``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from modules.api.exchange import (
     request_payload,
 )
 from modules.api.routes import Route, RouteTable, normalise_pattern
+from modules.api.streaming import ATTACH_GRACE, ResponseChannel
 from modules.base import Module, ModuleContext
 from supervisor.core.models import Trigger, TriggerType
 from supervisor.core.tracing import trace_id_of
@@ -110,6 +114,7 @@ class RestApiModule(Module):
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         origin = request.headers.get("Origin")
+        answer: HttpAnswer | web.StreamResponse
         if not self.accepting:
             answer = error_answer(503, "shutting_down", "the engine is shutting down")
         elif self.inflight >= self.config.concurrency_request_limit:
@@ -122,12 +127,14 @@ class RestApiModule(Module):
                 answer = await self._answer(request, origin)
             finally:
                 self.inflight -= 1
+        if isinstance(answer, web.StreamResponse):
+            return answer  # streamed from the response channel, CORS headers included
         headers = answer.headers
         if origin:
             headers.update(self.cors.response_headers(origin))
         return web.Response(status=answer.status, body=answer.body, headers=headers)
 
-    async def _answer(self, request: web.BaseRequest, origin: str | None) -> HttpAnswer:
+    async def _answer(self, request: web.BaseRequest, origin: str | None) -> HttpAnswer | web.StreamResponse:
         method = request.method
         raw_path = request.raw_path.partition("?")[0]
         if method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
@@ -150,30 +157,73 @@ class RestApiModule(Module):
                                 f"{self.config.max_body_bytes} bytes")
         try:
             raw = await self._read_body(request) if request.body_exists else b""
-            body = parse_body(raw, request.headers.get("Content-Type", "")) if raw else None
-        except BadRequestBody as exc:
-            return error_answer(400, "invalid_body", str(exc))
         except _TooLarge:
             return error_answer(413, "body_too_large", f"request body exceeds the limit of "
                                 f"{self.config.max_body_bytes} bytes")
+        content_type = request.headers.get("Content-Type", "")
+        try:
+            body = parse_body(raw, content_type) if raw else None
+        except BadRequestBody as exc:
+            if "json" in content_type.lower():
+                return error_answer(400, "invalid_body", str(exc))
+            body = None  # bytes that are not text reach the function through `request_body` only
         headers = {k.lower(): v for k, v in request.headers.items()}
         payload = request_payload(
             route, method, request.path, params, dict(request.query) if request.query_string else {}, headers, body,
         )
         traceparent = headers.get("traceparent")
         baggage = headers.get("baggage")
-        try:
-            if route.condition_function_id is not None:
+        if route.condition_function_id is not None:  # before the channels exist: it never sees them
+            try:
                 verdict = await self.core.router.call(route.condition_function_id, payload, timeout=self.timeout,
                                                       traceparent=traceparent, baggage=baggage)
-                if verdict is False:
-                    answer = error_answer(422, "condition_not_met", "request condition not met")
-                    return HttpAnswer(422, answer.headers, answer.body[:-1] + b', "skipped": true}')
-            result = await self.core.router.call(route.function_id, payload, timeout=self.timeout,
-                                                 traceparent=traceparent, baggage=baggage)
-        except InvocationError as exc:
-            return self._failed(route, exc, method, request.path, traceparent)
-        return answer_from_result(result)
+            except InvocationError as exc:
+                return self._failed(route, exc, method, request.path, traceparent)
+            if verdict is False:
+                answer = error_answer(422, "condition_not_met", "request condition not met")
+                return HttpAnswer(422, answer.headers, answer.body[:-1] + b', "skipped": true}')
+        return await self._invoke(request, route, payload, raw, origin, traceparent, baggage)
+
+    async def _invoke(self, request: web.BaseRequest, route: Route, payload: dict[str, Any], raw: bytes,
+                      origin: str | None, traceparent: str | None,
+                      baggage: str | None) -> HttpAnswer | web.StreamResponse:
+        """Call the route's function with its two channels; answer from the result or the channel."""
+        channels = self.core.channels
+        body_channel = channels.create(content=raw, expires=False)  # already complete: no writer to wait for
+        response = ResponseChannel(channels.create(expires=False), request,
+                                   self.cors.response_headers(origin) if origin else {})
+        payload["request_body"] = body_channel.ref("read")
+        payload["response"] = response.channel.ref("write")
+        try:
+            failed = False
+            try:
+                result = await self.core.router.call(route.function_id, payload, timeout=self.timeout,
+                                                     traceparent=traceparent, baggage=baggage)
+            except InvocationError as exc:
+                if not response.committed:
+                    return self._failed(route, exc, request.method, request.path, traceparent)
+                self.core.log("warn", f"{request.method} {request.path}: the function failed after it began "
+                              f"streaming its response: {exc.message}", function_id=route.function_id,
+                              trace_id=trace_id_of(traceparent), fields={"code": exc.code})
+                result, failed = None, True
+            if result is not None and not response.committed:  # the usual case: the result answers
+                return answer_from_result(result)
+            try:
+                streamed = await response.settle(result, failed=failed,
+                                                 grace=0.0 if failed else self._attach_grace(route),
+                                                 idle=self.timeout, function_id=route.function_id)
+            except InvocationError as exc:
+                return self._failed(route, exc, request.method, request.path, traceparent)
+            return streamed if streamed is not None else answer_from_result(result)
+        finally:
+            response.close()
+            body_channel.drop("the HTTP request is over")
+            response.channel.drop("the HTTP request is over")
+
+    def _attach_grace(self, route: Route) -> float:
+        """Only a WebSocket worker can connect to channels, so only its null result waits for one."""
+        fn = self.core.registry.resolve(route.function_id)
+        return ATTACH_GRACE if fn is not None and fn.worker.kind == "websocket" else 0.0
 
     async def _match(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
         """Match, waiting (bounded) while the app is still starting and the route may appear."""

@@ -66,6 +66,8 @@ class ExecModule(Module):
             "III_ENGINE_PID": str(os.getpid()), "III_PROTOCOL": "stdio-jsonrpc",
             "III_MAX_FRAME_BYTES": str(self.config.max_frame_bytes),
         })
+        if self.ctx.worker_token:  # the iii SDKs send it as `Authorization: Bearer` on their own
+            env["III_TOKEN"] = self.ctx.worker_token
         return env
 
     async def start(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from supervisor.core.channels import ChannelRegistry
 from supervisor.core.models import Worker, WorkerState
 from supervisor.core.registry import Registry, RegistryEvent
 from supervisor.core.router import DEFAULT_TIMEOUT, Router
@@ -23,6 +24,7 @@ class Core:
         self.router.on_fire_error = self._fire_failed
         self.engine_worker = Worker(id="engine", name="engine", kind="engine", state=WorkerState.READY)
         self.worker_names: set[str] = set()  # names of supervised workers: each slot's name is unique
+        self.channels = ChannelRegistry()  # streaming channels (HTTP bodies, engine::channels::create)
         self.registry.subscribe(self._log_registry_event)
 
     def log(

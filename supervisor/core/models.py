@@ -22,6 +22,7 @@ class WorkerState(enum.Enum):
 
 
 LIVE_STATES = frozenset({WorkerState.STARTING, WorkerState.READY})
+DEFAULT_NAMESPACE = "default"
 
 
 @dataclass(eq=False)
@@ -35,7 +36,9 @@ class Worker:
     slot: str | None = None  # the supervised identity that survives restarts (an ExecModule's name)
     state: WorkerState = WorkerState.STARTING
     started_at: float = field(default_factory=time.time)
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # runtime, version, os, description... as announced
+    namespace: str = DEFAULT_NAMESPACE  # where its functions are filed (announced by `engine::workers::register`)
+    address: str | None = None  # the peer's IP for a WebSocket worker
     inflight: int = 0
     _idle: asyncio.Event | None = field(default=None, repr=False)
 
@@ -76,6 +79,11 @@ class FunctionDef:
     # True when ``invoke`` itself fails the call with InvocationTimeout at ``invocation.deadline``
     # (the stdio session does, with one timer per worker instead of one per call).
     enforces_deadline: bool = False
+
+    @property
+    def namespace(self) -> str:
+        """A function is filed under its connection's namespace, which may be announced after it registered."""
+        return self.worker.namespace
 
     def describe(self) -> dict[str, Any]:
         return {

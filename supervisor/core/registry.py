@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.core.models import (
+    DEFAULT_NAMESPACE,
     FunctionDef,
     Trigger,
     TriggerProvider,
@@ -32,7 +33,8 @@ class RegistryEvent:
 
     kind: str  # function_added|function_reregistered (same worker or its restarted instance)|
     #            function_removed|trigger_added|trigger_adopted|trigger_removed|trigger_parked|
-    #            trigger_type_added|trigger_type_removed|worker_added|worker_removed|worker_ready
+    #            trigger_type_added|trigger_type_removed|worker_added|worker_removed|worker_ready|
+    #            worker_updated
     worker: Worker
     id: str = ""
     detail: Any = None
@@ -83,6 +85,10 @@ class Registry:
     def add_worker(self, worker: Worker) -> None:
         self.workers[worker.id] = worker
         self._emit("worker_added", worker, worker.id)
+
+    def worker_updated(self, worker: Worker) -> None:
+        """A worker announced its name, runtime, namespace... (its functions move with its namespace)."""
+        self._emit("worker_updated", worker, worker.id)
 
     async def mark_ready(self, worker: Worker) -> None:
         """The worker finished registering: drop what its previous instance had and nobody re-registered."""
@@ -175,21 +181,41 @@ class Registry:
         self._emit("function_removed", worker, function_id)
         return True
 
-    def resolve(self, function_id: str) -> FunctionDef | None:
-        """The live function for ``function_id``: the newest registration whose worker takes calls."""
+    def resolve(self, function_id: str, namespace: str | None = None) -> FunctionDef | None:
+        """The live function for ``function_id``: the newest registration whose worker takes calls.
+
+        ``namespace`` None matches any namespace (preferring the default one); a named namespace is
+        strict, except that engine built-ins (``state::get``...) are found from every namespace.
+        """
         defs = self._functions.get(function_id)
         if not defs:
             return None
         fn = defs[-1]
-        if fn.worker.live:
+        if fn.worker.live and (namespace is None and len(defs) == 1 or fn.worker.namespace == namespace):
             return fn
-        for f in reversed(defs):
-            if f.worker.live:
-                return f
-        return None
+        live = [f for f in reversed(defs) if f.worker.live]
+        if namespace is None:
+            return next((f for f in live if f.worker.namespace == DEFAULT_NAMESPACE), live[0] if live else None)
+        return next((f for f in live if f.worker.namespace == namespace),
+                    next((f for f in live if f.worker.kind == "engine"), None))
 
     def known(self, function_id: str) -> bool:
         return function_id in self._functions
+
+    def namespaces_of(self, function_id: str) -> set[str]:
+        """Namespaces where a live ``function_id`` is registered (for "not found" messages)."""
+        return {f.worker.namespace for f in self._functions.get(function_id, ()) if f.worker.live}
+
+    def registrations(self) -> list[FunctionDef]:
+        """Every live registration, one per (namespace, id): what the listing functions show."""
+        out: list[FunctionDef] = []
+        for defs in self._functions.values():
+            seen: set[str] = set()
+            for f in reversed(defs):
+                if f.worker.live and f.worker.namespace not in seen:
+                    seen.add(f.worker.namespace)
+                    out.append(f)
+        return out
 
     def functions(self) -> list[FunctionDef]:
         return [defs[-1] for defs in self._functions.values() if defs]

@@ -48,13 +48,17 @@ class Router:
         baggage: str | None = None,
         metadata: dict[str, Any] | None = None,
         caller: Worker | None = None,
+        namespace: str | None = None,
     ) -> Any:
-        """Invoke ``function_id`` and return its result, or raise an ``InvocationError``."""
+        """Invoke ``function_id`` and return its result, or raise an ``InvocationError``.
+
+        ``namespace`` None finds the function in any namespace; a caller that names one is strict
+        (built-ins excepted, see ``Registry.resolve``)."""
         limit = self.default_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
-        fn = self.registry.resolve(function_id)
+        fn = self.registry.resolve(function_id, namespace)
         if fn is None:
-            fn = await self._wait_for(function_id, deadline)
+            fn = await self._wait_for(function_id, deadline, namespace)
         invocation = Invocation(
             f"{self._id_prefix}-{next(self._id_counter)}", function_id, data, child_traceparent(traceparent),
             baggage, metadata, caller, deadline, limit,
@@ -85,7 +89,7 @@ class Router:
             if self.inflight == 0 and self._idle is not None:
                 self._idle.set()
 
-    async def _wait_for(self, function_id: str, call_deadline: float) -> FunctionDef:
+    async def _wait_for(self, function_id: str, call_deadline: float, namespace: str | None) -> FunctionDef:
         """Hold a call while the function may still appear (its worker restarting, the app starting)."""
         while True:
             hold = self.registry.hold_deadline(function_id)
@@ -93,12 +97,17 @@ class Router:
             if hold is None or now >= call_deadline:
                 break
             await self.registry.wait_changed(min(hold, call_deadline) - now)
-            fn = self.registry.resolve(function_id)
+            fn = self.registry.resolve(function_id, namespace)
             if fn is not None:
                 return fn
+        where = f" in namespace {namespace!r}" if namespace is not None else ""
+        elsewhere = self.registry.namespaces_of(function_id)
+        if namespace is not None and elsewhere and namespace not in elsewhere:
+            raise FunctionNotFound(f"function {function_id!r} not found{where}; it is registered in namespace(s): "
+                                   f"{', '.join(sorted(elsewhere))}")
         if self.registry.known(function_id):
-            raise FunctionNotFound(f"function {function_id!r} is not available: its worker is not running")
-        raise FunctionNotFound(f"function {function_id!r} not found")
+            raise FunctionNotFound(f"function {function_id!r} is not available{where}: its worker is not running")
+        raise FunctionNotFound(f"function {function_id!r} not found{where}")
 
     def fire(self, function_id: str, data: Any, **kwargs: Any) -> None:
         """Fire-and-forget: run the call in the background; failures go to ``on_fire_error``."""

@@ -479,7 +479,7 @@ def test_plan_unknown_module_class_names_path() -> None:
 
 
 def test_plan_planned_module_is_not_available_yet() -> None:
-    engine = _engine([ModuleEntry("modules::state::StateModule", {}, "modules[0]")])
+    engine = _engine([ModuleEntry("modules::observability::OtelModule", {}, "modules[0]")])
     with pytest.raises(ConfigError) as info:
         engine._plan()
     assert info.value.path == "modules[0].class"

@@ -770,3 +770,33 @@ def test_unbind_failure_is_reported_not_raised() -> None:
         assert "trigger_unbind_failed" in [e.kind for e in events]
 
     run(main())
+
+
+# -- namespaces ------------------------------------------------------------------------------
+
+
+def test_namespaced_lookup_is_strict_except_for_engine_built_ins():
+    async def main() -> None:
+        reg = Registry()
+        router = Router(reg)
+        orders = worker("orders-w")
+        orders.namespace = "orders"
+        plain = worker("plain-w")
+        engine = Worker(id="engine", name="engine", kind="engine", state=WorkerState.READY)
+        reg.register_function(fn("o::get", orders, "from orders"))
+        reg.register_function(fn("shared", orders, "shared in orders"))
+        reg.register_function(fn("shared", plain, "shared in default"))
+        reg.register_function(fn("state::get", engine, "built-in"))
+        assert await router.call("o::get", None) == "from orders"  # no namespace: found anywhere
+        assert await router.call("o::get", None, namespace="orders") == "from orders"
+        with pytest.raises(FunctionNotFound, match="registered in namespace\\(s\\): orders"):
+            await router.call("o::get", None, namespace="default")
+        assert await router.call("shared", None) == "shared in default"  # prefers default
+        assert await router.call("shared", None, namespace="orders") == "shared in orders"
+        assert await router.call("state::get", None, namespace="orders") == "built-in"
+        assert {(f.id, f.namespace) for f in reg.registrations()} == {
+            ("o::get", "orders"), ("shared", "orders"), ("shared", "default"), ("state::get", "default")}
+        orders.namespace = "billing"  # announced late: its functions move with it
+        assert await router.call("o::get", None, namespace="billing") == "from orders"
+
+    run(main())

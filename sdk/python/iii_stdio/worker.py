@@ -195,6 +195,14 @@ class Worker:
         timeout = None if timeout_ms is None else timeout_ms / 1000 + _TRIGGER_GRACE
         return self._channel.call("trigger", params, timeout)
 
+    def enqueue(self, queue: str, function_id: str, payload: object = None) -> str:
+        """Queue a call of ``function_id`` on the named queue (retried per the queue's policy);
+        returns the message receipt id once the engine has stored it durably."""
+        params = {"function_id": function_id, "payload": payload, "action": {"type": "enqueue", "queue": queue}}
+        result = self._channel.call("trigger", params, None)
+        assert isinstance(result, dict), result
+        return str(result["messageReceiptId"])
+
     async def trigger_async(
         self,
         function_id: str,
