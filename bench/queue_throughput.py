@@ -1,0 +1,111 @@
+"""Queue throughput end to end: publish -> durable store -> Python stdio worker -> ack.
+
+Prints messages/s for the embedded (SQLite) and in-memory stores, beside a bare asyncio.Queue
+producer/consumer moving the same number of messages in one process (the floor of any queue in
+Python on this machine), as a ratio. Target: >= 5k messages/s through a stdio worker.
+
+    .venv/bin/python bench/queue_throughput.py --messages 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import App  # noqa: E402
+from tests.e2e.ws_client import RawWorker  # noqa: E402
+
+WORKER = '''
+import sys
+from iii_stdio import Worker
+worker = Worker()
+seen = 0
+total = int(sys.argv[1])
+
+@worker.function("bench::consume")
+def consume(data):
+    global seen
+    seen += 1
+    if seen == total:
+        worker.logger.info("all consumed")
+
+worker.register_trigger("durable:subscriber", "bench::consume",
+                        {"topic": "bench", "queue_config": {"concurrency": 64}})
+worker.run()
+'''
+
+
+async def bare_queue(n: int) -> float:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    done = asyncio.Event()
+    count = 0
+
+    async def consumer() -> None:
+        nonlocal count
+        while True:
+            await queue.get()
+            count += 1
+            if count == n:
+                done.set()
+
+    task = asyncio.ensure_future(consumer())
+    t0 = time.perf_counter()
+    for i in range(n):
+        await queue.put(i)
+    await done.wait()
+    task.cancel()
+    return n / (time.perf_counter() - t0)
+
+
+async def publish_all(url: str, n: int, window: int) -> None:
+    raw = await RawWorker.connect(url)
+    try:
+        sem = asyncio.Semaphore(window)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await raw.result("iii::durable::publish", {"topic": "bench", "data": {"i": i}}, timeout=120)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await raw.close()
+
+
+def engine_rate(n: int, adapter: str) -> tuple[float, float]:
+    exec_block = (f"  - class: modules::queue::QueueModule\n{adapter}"
+                  f"  - class: modules::shell::ExecModule\n    config: {{name: w, exec: [\"python worker.py {n}\"]}}\n")
+    app = App({"worker.py": WORKER}, exec_block)
+    try:
+        app.wait_log("function registered: bench::consume")
+        url = app.wait_log("worker port listening on")["message"].split("listening on ", 1)[1]
+        t0 = time.perf_counter()
+        asyncio.run(publish_all(url, n, 256))
+        published = time.perf_counter() - t0
+        app.wait_log("all consumed", timeout=300)
+        total = time.perf_counter() - t0
+        return n / published, n / total
+    finally:
+        app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=20000)
+    args = parser.parse_args()
+    n = args.messages
+    bare = asyncio.run(bare_queue(n))
+    print(f"bare asyncio.Queue, one process:        {bare:>10,.0f} msg/s")
+    for name, adapter in (("embedded (SQLite, durable)", ""),
+                          ("in-memory", "    config: {adapter: {class: modules::queue::MemoryAdapter}}\n")):
+        pub, e2e = engine_rate(n, adapter)
+        print(f"{name:<28} publish {pub:>8,.0f} msg/s, end to end {e2e:>8,.0f} msg/s "
+              f"({e2e / bare:.4f}x bare)")
+
+
+if __name__ == "__main__":
+    main()

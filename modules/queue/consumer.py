@@ -1,0 +1,160 @@
+"""The delivery loop of one internal queue: lease jobs, call the handler, settle the outcome.
+
+Event-driven, never polling on a fixed beat: the loop sleeps until a push wakes it, a delivery
+finishes, or the next job becomes due (a delay, a retry backoff or a lease end), bounded by
+``IDLE_RECHECK`` for stores shared with other engine instances. Each delivery holds a lease; a
+handler still running when its lease ends (and nobody extended it) is abandoned and the job
+retried, so a stuck handler never holds a message forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from modules.queue.config import Policy
+from modules.queue.store import Job, QueueStore, StoreError
+from supervisor.errors import InvocationError
+
+IDLE_RECHECK = 1.0
+Deliver = Callable[[Job], Coroutine[Any, Any, Any]]
+Log = Callable[..., None]
+
+
+class Consumer:
+    def __init__(self, store: QueueStore, queue: str, policy: Policy, deliver: Deliver, log: Log,
+                 owner: str) -> None:
+        self.store = store
+        self.queue = queue
+        self.policy = policy
+        self._deliver = deliver
+        self._log = log
+        self.owner = owner
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self.leases: dict[str, float] = {}  # job id -> lease end (wall clock), extended by users
+        self._closing = False
+        self._acked: list[str] = []  # settled successfully, deleted in one transaction per loop turn
+        self._next_expiry_check = 0.0
+        self._drained = False  # the last claim took everything deliverable
+        self._claim_batch = max(1, policy.concurrency // 4)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop taking jobs; deliveries in flight finish (their outcome is still recorded)."""
+        self._closing = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while not self._closing or self._inflight:
+                self._wake.clear()
+                try:
+                    await self._flush_acks()
+                    if not self._closing:
+                        await self._step()
+                except StoreError as exc:
+                    self._log("error", f"queue {self.queue}: {exc}")
+                await self._sleep()
+            await self._flush_acks()
+        finally:
+            for task in self._inflight.values():
+                task.cancel()
+
+    async def _flush_acks(self) -> None:
+        """Acknowledge in batches: a crash before the flush only means a redelivery (at least once)."""
+        if self._acked:
+            done, self._acked = self._acked, []
+            await self.store.ack(done)
+
+    async def _step(self) -> None:
+        now = time.time()
+        if now >= self._next_expiry_check:
+            self._next_expiry_check = now + IDLE_RECHECK
+            for job in await self.store.expired(self.queue, now):
+                if job.id not in self._inflight:
+                    await self._failed(job, {"code": "lease_expired", "message": (
+                        "the delivery was not acknowledged within its visibility timeout "
+                        f"({self.policy.visibility_s:g} s): its engine or worker stopped while handling it")})
+        free = self.policy.concurrency - len(self._inflight)
+        if free <= 0 or (self._inflight and free < self._claim_batch):
+            return  # claim in batches: one store transaction per few deliveries, not per delivery
+        jobs = await self.store.claim(self.queue, now, free, fifo=self.policy.fifo,
+                                      lease_s=self.policy.visibility_s, owner=self.owner)
+        self._drained = len(jobs) < free
+        for job in jobs:
+            self.leases[job.id] = job.lease_until or now + self.policy.visibility_s
+            task = asyncio.get_running_loop().create_task(self._handle(job))
+            self._inflight[job.id] = task
+
+    async def _sleep(self) -> None:
+        if self._wake.is_set():
+            return
+        timeout: float | None = None
+        if not self._closing:
+            due = None
+            if self._drained:  # nothing deliverable now: sleep until the next delayed job or lease end
+                try:
+                    due = await self.store.next_due(self.queue)
+                except StoreError:
+                    due = None
+            timeout = IDLE_RECHECK if due is None else min(max(due - time.time(), 0.0), IDLE_RECHECK)
+            free = self.policy.concurrency - len(self._inflight)
+            if not self._drained and free >= self._claim_batch:
+                timeout = 0.0  # more may be waiting: claim again at once
+        if timeout == 0.0:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _handle(self, job: Job) -> None:
+        call: asyncio.Task[Any] = asyncio.get_running_loop().create_task(self._deliver(job))
+        try:
+            while True:
+                remaining = self.leases.get(job.id, 0.0) - time.time()
+                if remaining > 0:
+                    await asyncio.wait({call}, timeout=remaining)
+                if call.done():
+                    break
+                if self.leases.get(job.id, 0.0) > time.time():
+                    continue  # extended meanwhile
+                call.cancel()
+                await self._failed(job, {"code": "visibility_timeout", "message": (
+                    f"the handler did not finish within the visibility timeout ({self.policy.visibility_s:g} s)")})
+                return
+            try:
+                call.result()
+            except InvocationError as exc:
+                await self._failed(job, exc.to_body())
+                return
+            except Exception as exc:  # a bug in our own delivery code: keep the message
+                await self._failed(job, {"code": "invocation_failed", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            self._acked.append(job.id)
+        except StoreError as exc:
+            self._log("error", f"queue {self.queue}: could not record the outcome of {job.id}: {exc}")
+        finally:
+            if not call.done():
+                call.cancel()
+            self._inflight.pop(job.id, None)
+            self.leases.pop(job.id, None)
+            self._wake.set()
+
+    async def _failed(self, job: Job, error: dict[str, Any]) -> None:
+        error = {**error, "attempt": job.attempts}
+        where = f"{job.display} message {job.id}"
+        if job.attempts >= self.policy.max_attempts:
+            await self.store.bury(job.id, error, time.time())
+            self._log("error", f"{where} moved to the dead-letter queue after {job.attempts} attempt(s): "
+                      f"{error.get('message')}", function_id=job.function_id, code=error.get("code"))
+            return
+        delay = self.policy.retry_delay(job.attempts)
+        await self.store.retry(job.id, error, time.time() + delay)
+        self._log("warn", f"{where} failed (attempt {job.attempts} of {self.policy.max_attempts}), retrying in "
+                  f"{delay:g} s: {error.get('message')}", function_id=job.function_id, code=error.get("code"))

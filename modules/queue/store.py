@@ -1,0 +1,280 @@
+"""Durable job storage for the queue module: SQLite in the app's data folder, or ``:memory:``.
+
+Why one implementation for both: the in-memory twin is the same SQL on an in-memory database, so
+tests of the twin test the durable store's logic too. Every state change is one committed
+transaction before it is acknowledged (WAL: survives a SIGKILL of the engine).
+
+A job lives in one internal queue (``topic:<topic>:<function>`` per subscriber, ``topic:<topic>``
+while a topic has no subscriber yet, ``fn:<name>`` for named queues) and moves through
+``waiting`` -> ``active`` (leased until ``lease_until``) -> deleted on success, or back to
+``waiting`` (retry at ``available_at``) or ``dead`` (the dead-letter queue) on failure.
+FIFO queues deliver only the oldest unfinished job of each message group; a retried job keeps its
+place, so order holds across retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    queue TEXT NOT NULL,
+    display TEXT NOT NULL,
+    function_id TEXT,
+    data TEXT NOT NULL,
+    group_id TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at REAL NOT NULL,
+    lease_until REAL,
+    owner TEXT,
+    created_at REAL NOT NULL,
+    failed_at REAL,
+    last_error TEXT,
+    traceparent TEXT,
+    baggage TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, state, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_display ON jobs (display, state, seq);
+"""
+_COLUMNS = ("id, queue, display, function_id, data, group_id, state, attempts, available_at, lease_until, owner, "
+            "created_at, failed_at, last_error, traceparent, baggage")
+
+
+@dataclass
+class Job:
+    id: str
+    queue: str
+    display: str  # the topic or named queue users see
+    function_id: str | None
+    data: Any
+    group_id: str = ""
+    state: str = "waiting"
+    attempts: int = 0  # deliveries so far
+    available_at: float = 0.0
+    lease_until: float | None = None
+    owner: str | None = None
+    created_at: float = 0.0
+    failed_at: float | None = None
+    last_error: dict[str, Any] | None = None
+    traceparent: str | None = None
+    baggage: str | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Job:
+        (id_, queue, display, fid, data, group, state, attempts, available, lease, owner, created, failed, error,
+         tp, bg) = row
+        return cls(id_, queue, display, fid, json.loads(data), group, state, attempts, available, lease, owner,
+                   created, failed, json.loads(error) if error else None, tp, bg)
+
+
+class StoreError(Exception):
+    """The queue store failed (disk, locking)."""
+
+
+class QueueStore:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path  # None: in memory
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="queue-store")
+        self._local = threading.local()
+        self._push_batch: list[tuple[list[Job], asyncio.Future[None]]] = []
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            if self.path is None:
+                db = sqlite3.connect(":memory:", isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            self._local.db = db
+        return db
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"queue store {self.path or ':memory:'}: {exc}") from exc
+
+    async def open(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1 FROM jobs LIMIT 1").fetchall())
+
+    async def close(self) -> None:
+        def shut() -> None:
+            db = getattr(self._local, "db", None)
+            if db is not None:
+                db.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
+        self._pool.shutdown(wait=True)
+
+    # -- producing -------------------------------------------------------------------------------
+
+    async def push(self, jobs: list[Job]) -> None:
+        """Store jobs durably. Concurrent pushes share one transaction (group commit): each caller
+        still returns only after its jobs are committed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._push_batch.append((jobs, fut))
+        if len(self._push_batch) == 1:
+            asyncio.get_running_loop().create_task(self._flush_pushes())
+        await fut
+
+    async def _flush_pushes(self) -> None:
+        batch, self._push_batch = self._push_batch, []
+        rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, "waiting", 0,
+                 j.available_at, None, None, j.created_at, None, None, j.traceparent, j.baggage)
+                for jobs, _fut in batch for j in jobs]
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows)
+
+        try:
+            await self._run(insert)
+        except StoreError as exc:
+            for _jobs, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for _jobs, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
+        """Give the jobs kept for a topic without subscribers to its first subscriber."""
+        return await self._run(lambda db: db.execute(
+            "UPDATE jobs SET queue=?, function_id=? WHERE queue=?", (to_queue, function_id, from_queue)).rowcount)
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    async def claim(self, queue: str, now: float, limit: int, *, fifo: bool, lease_s: float, owner: str) -> list[Job]:
+        """Lease up to ``limit`` deliverable jobs (attempts counted now, so a crash counts as one)."""
+
+        def take(db: sqlite3.Connection) -> list[Job]:
+            if fifo:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM jobs j JOIN (SELECT group_id g, MIN(seq) s FROM jobs "
+                    "WHERE queue=? AND state IN ('waiting','active') GROUP BY group_id) h ON j.seq=h.s "
+                    "WHERE j.state='waiting' AND j.available_at<=? ORDER BY j.seq LIMIT ?",
+                    (queue, now, limit)).fetchall()
+            else:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE queue=? AND state='waiting' AND available_at<=? "
+                    "ORDER BY seq LIMIT ?", (queue, now, limit)).fetchall()
+            jobs = [Job.from_row(r) for r in rows]
+            for job in jobs:
+                job.state, job.attempts, job.lease_until, job.owner = "active", job.attempts + 1, now + lease_s, owner
+            db.executemany("UPDATE jobs SET state='active', attempts=?, lease_until=?, owner=? WHERE id=?",
+                           [(j.attempts, j.lease_until, owner, j.id) for j in jobs])
+            return jobs
+
+        return await self._run(take)
+
+    async def ack(self, job_ids: list[str]) -> None:
+        await self._run(lambda db: db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids]))
+
+    async def retry(self, job_id: str, error: dict[str, Any], at: float) -> None:
+        await self._run(lambda db: db.execute(
+            "UPDATE jobs SET state='waiting', available_at=?, lease_until=NULL, owner=NULL, last_error=? "
+            "WHERE id=?", (at, json.dumps(error), job_id)))
+
+    async def bury(self, job_id: str, error: dict[str, Any], now: float) -> None:
+        await self._run(lambda db: db.execute(
+            "UPDATE jobs SET state='dead', failed_at=?, lease_until=NULL, owner=NULL, last_error=? WHERE id=?",
+            (now, json.dumps(error), job_id)))
+
+    async def extend(self, job_id: str, until: float) -> bool:
+        return await self._run(lambda db: db.execute(
+            "UPDATE jobs SET lease_until=? WHERE id=? AND state='active'", (until, job_id)).rowcount) == 1
+
+    async def expired(self, queue: str, now: float) -> list[Job]:
+        """Active jobs whose lease ran out (their engine died, or the handler overran)."""
+        return await self._run(lambda db: [Job.from_row(r) for r in db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE queue=? AND state='active' AND lease_until<?", (queue, now))])
+
+    async def release_owned_by(self, owners: list[str]) -> int:
+        """Make jobs leased by engines that are gone deliverable now instead of at lease expiry."""
+        if not owners:
+            return 0
+        marks = ", ".join("?" * len(owners))
+        return await self._run(lambda db: db.execute(
+            f"UPDATE jobs SET lease_until=0 WHERE state='active' AND owner IN ({marks})", owners).rowcount)
+
+    async def owners(self) -> list[str]:
+        return await self._run(lambda db: [r[0] for r in db.execute(
+            "SELECT DISTINCT owner FROM jobs WHERE state='active' AND owner IS NOT NULL")])
+
+    async def next_due(self, queue: str) -> float | None:
+        """When something in ``queue`` may next need attention (a delayed job or a lease end)."""
+        row = await self._run(lambda db: db.execute(
+            "SELECT MIN(CASE state WHEN 'waiting' THEN available_at ELSE lease_until END) FROM jobs "
+            "WHERE queue=? AND state IN ('waiting','active')", (queue,)).fetchone())
+        return None if row is None else row[0]
+
+    # -- inspection and dead letters ----------------------------------------------------------------
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Per display name: waiting, active and dead counts."""
+        rows = await self._run(lambda db: db.execute(
+            "SELECT display, state, COUNT(*) FROM jobs GROUP BY display, state").fetchall())
+        out: dict[str, dict[str, int]] = {}
+        for display, state, count in rows:
+            out.setdefault(display, {"waiting": 0, "active": 0, "dead": 0})[state] = count
+        return out
+
+    async def dead(self, display: str, offset: int, limit: int) -> list[Job]:
+        return await self._run(lambda db: [Job.from_row(r) for r in db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE display=? AND state='dead' ORDER BY failed_at, seq LIMIT ? OFFSET ?",
+            (display, limit, offset))])
+
+    async def redrive(self, display: str, job_id: str | None, now: float) -> list[str]:
+        """Dead jobs back to waiting with their attempts reset; returns the queues touched."""
+
+        def move(db: sqlite3.Connection) -> list[str]:
+            where, args = ("display=? AND state='dead'", [display]) if job_id is None else (
+                "display=? AND state='dead' AND id=?", [display, job_id])
+            queues = [r[0] for r in db.execute(f"SELECT DISTINCT queue FROM jobs WHERE {where}", args)]
+            db.execute(f"UPDATE jobs SET state='waiting', attempts=0, available_at=?, failed_at=NULL WHERE {where}",
+                       [now, *args])
+            return queues
+
+        return await self._run(move)
+
+    async def count_dead(self, display: str, job_id: str | None = None) -> int:
+        where, args = ("display=? AND state='dead'", [display]) if job_id is None else (
+            "display=? AND state='dead' AND id=?", [display, job_id])
+        return await self._run(lambda db: db.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", args).fetchone()[0])
+
+    async def discard(self, display: str, job_id: str) -> int:
+        return await self._run(lambda db: db.execute(
+            "DELETE FROM jobs WHERE display=? AND state='dead' AND id=?", (display, job_id)).rowcount)
+
+    async def queues(self) -> list[str]:
+        """Internal queues holding unfinished jobs (consumers to start after a restart)."""
+        return await self._run(lambda db: [r[0] for r in db.execute(
+            "SELECT DISTINCT queue FROM jobs WHERE state IN ('waiting','active')")])
