@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modules.stream.messages import encode
-from modules.stream.outbox import ClientOutbox
+from modules.stream.outbox import ClientOutbox, text_frame
 
 
 @dataclass(eq=False)
@@ -93,6 +93,7 @@ class Hub:
             return 0
         item = message.get("id")
         data = encode(message).encode()
+        frame = text_frame(data)
         count = 0
         for sub in list(subs):  # an overflowing client is removed while we iterate
             if sub.item_id is not None and sub.item_id != item:
@@ -104,5 +105,5 @@ class Hub:
                     sub.client.outbox.drop(f"client too slow: more than {sub.client.outbox.max_messages} "
                                            "messages arrived while its join snapshot was read")
             else:
-                sub.client.outbox.put(data)
+                sub.client.outbox.put(data, frame)
         return count

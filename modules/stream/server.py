@@ -29,6 +29,7 @@ from supervisor.errors import EngineError
 
 TOO_SLOW = 1013  # "try again later": the client fell too far behind
 CLOSE_WAIT = 5.0  # seconds a closing handshake may take before the connection is cut
+DIRECT_WRITE_LIMIT = 64 * 1024  # bytes already waiting in a socket's buffer above which messages queue
 BAD_FRAMES_LOGGED = 3  # per client, so a misbehaving client cannot flood the log
 
 Authenticate = Callable[[web.BaseRequest], Awaitable["tuple[Any, web.Response | None]"]]
@@ -96,7 +97,8 @@ class StreamServer:
         client_id = str(uuid.uuid4())
         cfg = self.config
         outbox = ClientOutbox(cfg.client_buffer_messages, cfg.client_buffer_bytes,
-                              lambda reason: self._drop(client, ws, request, reason))
+                              lambda reason: self._drop(client, ws, request, reason),
+                              try_write=self._direct_writer(ws, request))
         client = StreamClient(client_id, addr, context, outbox)
         session = ClientSession(self.hub, client, self.hooks, max_subscriptions=cfg.max_subscriptions_per_client)
         self._sockets[client_id] = ws
@@ -146,6 +148,21 @@ class StreamServer:
                 outbox.close()
 
         return send
+
+    @staticmethod
+    def _direct_writer(ws: web.WebSocketResponse, request: web.Request) -> Callable[[bytes], bool]:
+        """Write a whole prebuilt frame straight to the socket when it has room (whole frames only, so
+        they never interleave with aiohttp's own control frames); otherwise the outbox queues it."""
+        transport = request.transport
+
+        def write(frame: bytes) -> bool:
+            if transport is None or ws.closed or transport.is_closing() \
+                    or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                return False
+            transport.write(frame)
+            return True
+
+        return write
 
     def _drop(self, client: StreamClient, ws: web.WebSocketResponse, request: web.Request, reason: str) -> None:
         """The client fell too far behind: log it, close with 1013 and the reason, cut it if it won't close."""

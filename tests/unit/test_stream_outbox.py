@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from modules.stream.outbox import ClientOutbox
+from modules.stream.outbox import ClientOutbox, text_frame
 
 
 def test_messages_are_sent_in_order_by_one_task() -> None:
@@ -76,5 +76,48 @@ def test_drop_is_idempotent() -> None:
         box.drop("first reason")
         box.drop("second reason")
         assert dropped == ["first reason"] and box.overflow_reason == "first reason"
+
+    asyncio.run(main())
+
+
+def test_text_frame_headers() -> None:
+    assert text_frame(b"hi") == b"\x81\x02hi"
+    assert text_frame(b"x" * 200)[:4] == b"\x81\x7e\x00\xc8"
+    assert text_frame(b"x" * 70_000)[:10] == b"\x81\x7f" + (70_000).to_bytes(8, "big")
+
+
+def test_fast_path_writes_directly_only_when_nothing_is_queued() -> None:
+    async def main() -> None:
+        written: list[bytes] = []
+        room = [True]
+
+        def try_write(frame: bytes) -> bool:
+            if room[0]:
+                written.append(frame)
+            return room[0]
+
+        box = ClientOutbox(10, 1000, lambda r: None, try_write=try_write)
+        sent: list[bytes] = []
+        gate = asyncio.Event()
+        progress: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def send(data: bytes) -> None:
+            await gate.wait()
+            sent.append(data)
+            progress.put_nowait(data)
+
+        runner = asyncio.ensure_future(box.run(send))
+        assert box.put(b"a", b"frame-a") and written == [b"frame-a"] and len(box) == 0
+        assert box.put(b"sync")  # no frame given: always queued (e.g. a sync)
+        assert box.put(b"b", b"frame-b")  # something is queued: keep the order, queue this too
+        room[0] = False
+        await asyncio.sleep(0)
+        gate.set()
+        assert [await asyncio.wait_for(progress.get(), 5) for _ in range(2)] == [b"sync", b"b"]
+        assert sent == [b"sync", b"b"] and written == [b"frame-a"]
+        assert box.put(b"c", b"frame-c")  # idle again but the socket is full: queued, sent by the task
+        assert await asyncio.wait_for(progress.get(), 5) == b"c"
+        box.close()
+        await asyncio.wait_for(runner, 5)
 
     asyncio.run(main())

@@ -1,0 +1,260 @@
+"""Figure: stream fan-out latency, stream::set from a worker -> 100 subscribed WebSocket clients.
+
+Beside it, in the same run and with the same 100 clients, the physical-limit reference: a bare
+aiohttp WebSocket server that gets one message from a control connection and broadcasts it to 100
+clients (encoded once, no compression, no storage). The worker is a raw iii WebSocket connection
+from this process calling ``stream::set``; each client records when it got the change, so
+latency = send of the invokefunction -> receipt by a client (every delivery) and -> receipt by
+the last of the 100 clients (per message). Rounds alternate the servers; medians are reported.
+Run: .venv/bin/python bench/stream_fanout.py [--clients 100] [--messages 300] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import selectors
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import App, free_port, percentiles  # noqa: E402
+
+BARE_BROADCAST = '''
+import asyncio, sys
+from aiohttp import WSMsgType, web
+
+clients = []
+
+async def handle(request):
+    ws = web.WebSocketResponse(compress=False)
+    await ws.prepare(request)
+    if request.path == "/control":
+        async for msg in ws:  # one message in -> the same bytes to every client
+            data = msg.data.encode()
+            for client in clients:
+                await client.send_frame(data, WSMsgType.TEXT)
+    else:
+        clients.append(ws)
+        async for _ in ws:
+            pass
+    return ws
+
+async def main():
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+'''
+
+class RawWs:
+    """A minimal blocking WebSocket client on a plain socket: the cheapest receiver we can write in
+    Python, so the figure is the server's fan-out and not a client library's per-message cost."""
+
+    def __init__(self, url: str) -> None:
+        rest = url.removeprefix("ws://")
+        hostport, _, path = rest.partition("/")
+        host, port = hostport.split(":")
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          .encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(4096)
+        head, _, self.buf = head.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send_text(self, text: str) -> None:
+        payload = text.encode()
+        mask = os.urandom(4)
+        n = len(payload)
+        header = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
+        self.sock.sendall(header + mask + masked)
+
+    def frames(self) -> list[bytes]:
+        """Complete frames already buffered (payloads), consuming them."""
+        out = []
+        buf = self.buf
+        while len(buf) >= 2:
+            size, start = buf[1] & 0x7F, 2
+            if size == 126:
+                if len(buf) < 4:
+                    break
+                size, start = struct.unpack(">H", buf[2:4])[0], 4
+            elif size == 127:
+                if len(buf) < 10:
+                    break
+                size, start = struct.unpack(">Q", buf[2:10])[0], 10
+            if len(buf) < start + size:
+                break
+            out.append(buf[start:start + size])
+            buf = buf[start + size:]
+        self.buf = buf
+        return out
+
+    def read_frame(self) -> bytes:
+        while True:
+            got = self.frames()
+            if got:
+                assert len(got) == 1, got
+                return got[0]
+            self.buf += self.sock.recv(65536)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def measure(clients: list[RawWs], drain: list[RawWs], trigger: Callable[[int], None], messages: int,
+            warmup: int = 30) -> tuple[list[float], list[float]]:
+    """(every delivery, last delivery per message) in microseconds; one message in flight at a time."""
+    sel = selectors.DefaultSelector()
+    for ws in clients + drain:
+        ws.sock.setblocking(False)
+        sel.register(ws.sock, selectors.EVENT_READ, ws)
+    receivers = set(clients)
+    every: list[float] = []
+    last: list[float] = []
+    for k in range(warmup + messages):
+        marker = b'"i":%d,' % k
+        waiting = set(clients)
+        times: list[int] = []
+        t0 = time.perf_counter_ns()
+        trigger(k)
+        while waiting:
+            for key, _ in sel.select(10):
+                ws = key.data
+                data = ws.sock.recv(65536)
+                t = time.perf_counter_ns()
+                if not data:
+                    raise ConnectionError("a server closed a connection")
+                ws.buf += data
+                if ws in receivers:
+                    for payload in ws.frames():
+                        assert marker in payload, (marker, payload)
+                        times.append(t)
+                        waiting.discard(ws)
+                else:
+                    ws.frames()  # answers to the worker's calls: read and dropped
+        if k >= warmup:
+            every.extend((t - t0) / 1000 for t in times)
+            last.append((max(times) - t0) / 1000)
+    sel.close()
+    for ws in clients + drain:
+        ws.sock.setblocking(True)
+    return every, last
+
+
+class Bare:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-c", BARE_BROADCAST, str(self.port)], stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
+        self.url = f"ws://127.0.0.1:{self.port}/"
+
+    def run(self, clients: int, messages: int) -> tuple[list[float], list[float]]:
+        group = [RawWs(self.url) for _ in range(clients)]
+        control = RawWs(self.url + "control")
+
+        def trigger(i: int) -> None:
+            control.send_text(json.dumps({"i": i, "id": "item", "text": "hello"}, separators=(",", ":")))
+
+        try:
+            return measure(group, [control], trigger, messages)
+        finally:
+            for ws in [*group, control]:
+                ws.close()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Engine:
+    """`iii run` with the stream module; this process is both the worker and the clients."""
+
+    def __init__(self, adapter: str) -> None:
+        self.stream_port = free_port()
+        self.app = App({}, "  - class: modules::stream::StreamModule\n"
+                           f"    config: {{host: 127.0.0.1, port: {self.stream_port}{adapter}}}\n")
+        self.app.wait_log("stream server listening on")
+        line = self.app.wait_log("worker port listening on")
+        self.worker_url = line["message"].split("listening on ", 1)[1].strip()
+
+    def run(self, clients: int, messages: int) -> tuple[list[float], list[float]]:
+        join = json.dumps({"type": "join", "data": {"subscriptionId": "s", "streamName": "bench", "groupId": "g"}})
+        group = []
+        for _ in range(clients):
+            ws = RawWs(f"ws://127.0.0.1:{self.stream_port}/")
+            ws.send_text(join)
+            ws.read_frame()  # the sync
+            group.append(ws)
+        worker = RawWs(self.worker_url)
+        worker.read_frame()  # workerregistered
+
+        def trigger(i: int) -> None:
+            worker.send_text(json.dumps({
+                "type": "invokefunction", "invocation_id": str(uuid.uuid4()), "function_id": "stream::set",
+                "data": {"stream_name": "bench", "group_id": "g", "item_id": "item",
+                         "data": {"i": i, "id": "item", "text": "hello"}}}, separators=(",", ":")))
+
+        try:
+            return measure(group, [worker], trigger, messages)
+        finally:
+            for ws in [*group, worker]:
+                ws.close()
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    bare = Bare()
+    sqlite = Engine("")
+    memory = Engine(", adapter: {class: modules::stream::adapters::KvStore, config: {store_method: in_memory}}")
+    rows: dict[str, list[tuple[float, float, float, float]]] = {"bare": [], "sqlite": [], "memory": []}
+    try:
+        for _ in range(args.rounds):  # alternate, so a change in the machine's load hits all three
+            for name, server in (("bare", bare), ("sqlite", sqlite), ("memory", memory)):
+                every, last = server.run(args.clients, args.messages)
+                rows[name].append((*percentiles(every), *percentiles(last)))
+    finally:
+        bare.close()
+        sqlite.close()
+        memory.close()
+    med = {name: [statistics.median(r[k] for r in runs) for k in range(4)] for name, runs in rows.items()}
+    b = med["bare"]
+    print(f"fan-out to {args.clients} clients, {args.messages} messages x {args.rounds} rounds (medians of rounds)")
+    labels = {"bare": "bare aiohttp broadcast (reference)", "sqlite": "iii stream::set, SQLite (default)",
+              "memory": "iii stream::set, memory adapter"}
+    for name, (e50, e99, l50, l99) in med.items():
+        ratio = "" if name == "bare" else f"   ratio p50 {e50 / b[0]:.2f}x / last p50 {l50 / b[2]:.2f}x the reference"
+        print(f"{labels[name]:36}: every delivery p50 {e50:7.0f} us p99 {e99:7.0f} us | "
+              f"last of {args.clients} p50 {l50:7.0f} us p99 {l99:7.0f} us{ratio}")
+
+
+if __name__ == "__main__":
+    main()
