@@ -1,11 +1,13 @@
 """Figure: stream fan-out latency, stream::set from a worker -> 100 subscribed WebSocket clients.
 
-Beside it, in the same run and with the same 100 clients, the physical-limit reference: a bare
-aiohttp WebSocket server that gets one message from a control connection and broadcasts it to 100
-clients (encoded once, no compression, no storage). The worker is a raw iii WebSocket connection
-from this process calling ``stream::set``; each client records when it got the change, so
-latency = send of the invokefunction -> receipt by a client (every delivery) and -> receipt by
-the last of the 100 clients (per message). Rounds alternate the servers; medians are reported.
+Beside it, in the same run and with the same clients, the physical-limit reference: a bare aiohttp
+WebSocket server that gets one message on a control connection and broadcasts it to 100 clients
+(encoded once, no compression, no storage, no routing). The worker is a raw iii WebSocket
+connection from this process calling ``stream::set`` (default SQLite store, and the memory adapter);
+the clients are plain sockets read through one selector, so the figure is the server's and not a
+client library's. Latency = sending the call (or the control message) -> a client has the frame,
+for every delivery and for the last of the 100 per message; one message in flight at a time.
+Rounds alternate the three servers; medians of the rounds are printed.
 Run: .venv/bin/python bench/stream_fanout.py [--clients 100] [--messages 300] [--rounds 3]
 """
 
@@ -45,8 +47,11 @@ async def handle(request):
                 await client.send_frame(data, WSMsgType.TEXT)
     else:
         clients.append(ws)
-        async for _ in ws:
-            pass
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            clients.remove(ws)
     return ws
 
 async def main():
