@@ -83,7 +83,10 @@ class StreamServer:
             task.cancel()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=self.config.max_client_frame_bytes, autoping=True)
+        # Browsers pass a token as `Sec-WebSocket-Protocol: Authorization,<token>` and fail the
+        # handshake unless one offered protocol is echoed: accept "Authorization" when offered.
+        ws = web.WebSocketResponse(compress=False, max_msg_size=self.config.max_client_frame_bytes, autoping=True,
+                                   protocols=("Authorization",))
         if not ws.can_prepare(request).ok:
             return web.json_response({"error": {"code": "UPGRADE_REQUIRED", "message": (
                 "this is the stream WebSocket port: connect with a WebSocket client and send "

@@ -187,6 +187,9 @@ worker = Worker()
 @worker.function("auth::check")
 def check(req):
     token = (req["query_params"].get("token") or [""])[0]
+    offered = req["headers"].get("sec-websocket-protocol", "")  # browsers: new WebSocket(url, ["Authorization", t])
+    if not token and offered.startswith("Authorization,"):
+        token = offered.split(",", 1)[1].strip()
     if token == "bad":
         raise RuntimeError("token expired")
     if token == "none":
@@ -235,7 +238,8 @@ def test_auth_function_and_join_hook_refuse_and_leave_fires(start_engine):
                 assert plain.status == 426
 
             ann = await http.ws_connect(url + "/live?token=ann", headers={"Authorization": "Bearer abc"})
-            admin = await http.ws_connect(url + "/?token=admin")
+            admin = await http.ws_connect(url, protocols=("Authorization", "admin"))
+            assert admin.protocol == "Authorization"
             try:
                 await ann.send_str(join("s1", "chat", "secret"))
                 refused_join = await next_message(ann)
