@@ -140,7 +140,12 @@ class StreamServer:
 
     async def _serve(self, session: ClientSession, frames: asyncio.Queue[ClientMessage]) -> None:
         while True:
-            await session.handle(await frames.get())
+            msg = await frames.get()
+            try:
+                await session.handle(msg)
+            except Exception as exc:  # a bug must not silently stop this client's joins and leaves
+                self.hooks.log("error", f"stream client {session.client.addr}: {type(msg).__name__.lower()} of "
+                               f"{msg.stream_name}/{msg.group_id} failed: {type(exc).__name__}: {exc}")
 
     @staticmethod
     def _sender(ws: web.WebSocketResponse, outbox: ClientOutbox) -> Callable[[bytes], Awaitable[None]]:
