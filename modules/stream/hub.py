@@ -44,7 +44,8 @@ class Subscription:
 
 class Hub:
     def __init__(self) -> None:
-        self._groups: dict[tuple[str, str], list[Subscription]] = {}
+        # per group, subscriptions in join order; a dict so a leave is O(1) even in a crowded group
+        self._groups: dict[tuple[str, str], dict[Subscription, None]] = {}
         self.clients: dict[str, StreamClient] = {}
 
     def subscription_count(self) -> int:
@@ -56,7 +57,7 @@ class Hub:
         if previous is not None:
             self.remove(previous)
         sub.client.subscriptions[sub.subscription_id] = sub
-        self._groups.setdefault((sub.stream_name, sub.group_id), []).append(sub)
+        self._groups.setdefault((sub.stream_name, sub.group_id), {})[sub] = None
 
     def activate(self, sub: Subscription) -> None:
         """The sync was queued: send what arrived meanwhile, then deliver live."""
@@ -69,10 +70,7 @@ class Hub:
         key = (sub.stream_name, sub.group_id)
         subs = self._groups.get(key)
         if subs is not None:
-            try:
-                subs.remove(sub)
-            except ValueError:
-                pass
+            subs.pop(sub, None)
             if not subs:
                 del self._groups[key]
         if sub.client.subscriptions.get(sub.subscription_id) is sub:
