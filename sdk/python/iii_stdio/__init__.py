@@ -19,7 +19,8 @@ handler is registered.
 
 from .context import Invocation, current_invocation
 from .errors import InvocationError
+from .helpers import State, Streams, ops
 from .worker import Logger, Worker
 
-__all__ = ["Worker", "InvocationError", "Invocation", "Logger", "current_invocation"]
+__all__ = ["Worker", "InvocationError", "Invocation", "Logger", "current_invocation", "State", "Streams", "ops"]
 __version__ = "0.1.0"

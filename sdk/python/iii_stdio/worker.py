@@ -203,6 +203,10 @@ class Worker:
         assert isinstance(result, dict), result
         return str(result["messageReceiptId"])
 
+    def publish(self, topic: str, data: object = None) -> None:
+        """Publish ``data`` to every ``subscribe`` trigger of ``topic`` (the ``publish`` built-in)."""
+        self.trigger("publish", {"topic": topic, "data": data})
+
     async def trigger_async(
         self,
         function_id: str,
