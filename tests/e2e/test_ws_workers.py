@@ -275,6 +275,8 @@ def test_garbage_and_abrupt_disconnect_do_not_disturb_other_workers(start_engine
                          '{"no_type": true}', "{" * 100_000]:
                 await a.send_str(junk)
             await a.send_str(json.dumps({"type": "registerfunction", "id": "raw.slow", "extra": "ignored"}))
+            # a and b are separate connections: b's call must not overtake a's registration
+            await asyncio.to_thread(engine.wait_message, "function registered: raw.slow")
             # b calls a's function; a receives it, then vanishes without answering
             await b.send_str(json.dumps({"type": "invokefunction", "invocation_id": "call-1",
                                          "function_id": "raw.slow", "data": {"n": 1}}))
