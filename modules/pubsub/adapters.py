@@ -7,13 +7,14 @@ so each subscriber gets every message exactly once per instance holding its trig
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
+
+from modules.redis_listener import Log, RedisListener, RedisUnavailable
 
 Deliver = Callable[[str, Any], None]
 
@@ -38,33 +39,26 @@ class PubSubUnavailable(Exception):
 
 
 class RedisPubSub(PubSubAdapter):
-    def __init__(self, url: str, prefix: str = "iii:pubsub:") -> None:
+    def __init__(self, url: str, prefix: str, log: Log) -> None:
         self.url = url
         self.prefix = prefix
         self._client = aioredis.from_url(url, decode_responses=True)
-        self._pubsub: Any = None
-        self._reader: asyncio.Task[None] | None = None
+        self._listener = RedisListener(self._client, url, on_message=self._on_message, log=log,
+                                       what="pub/sub", patterns=(prefix + "*",))
 
     async def open(self, deliver: Deliver, tasks: Any) -> None:
         self._deliver = deliver
         try:
-            await self._client.ping()
-            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.psubscribe(self.prefix + "*")
-        except (RedisError, OSError) as exc:
-            raise PubSubUnavailable(f"cannot reach redis at {self.url}: {exc}") from exc
-        self._reader = tasks.create_task(self._read(), name="pubsub-redis")
+            await self._listener.open(tasks)
+        except RedisUnavailable as exc:
+            raise PubSubUnavailable(str(exc)) from exc
 
-    async def _read(self) -> None:
-        async for message in self._pubsub.listen():
-            if message.get("type") != "pmessage":
-                continue
-            topic = str(message["channel"])[len(self.prefix):]
-            try:
-                data = json.loads(message["data"])
-            except (ValueError, TypeError):
-                continue
-            self._deliver(topic, data)
+    def _on_message(self, channel: str, data: Any) -> None:
+        try:
+            value = json.loads(data)
+        except (ValueError, TypeError):
+            return
+        self._deliver(channel[len(self.prefix):], value)
 
     async def publish(self, topic: str, data: Any) -> None:
         try:
@@ -73,8 +67,5 @@ class RedisPubSub(PubSubAdapter):
             raise PubSubUnavailable(f"redis {self.url}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+        await self._listener.close()
         await self._client.aclose()

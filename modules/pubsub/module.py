@@ -13,6 +13,7 @@ from typing import Any
 
 from modules.base import AdapterEntry, Module, ModuleContext
 from modules.pubsub.adapters import LocalPubSub, PubSubAdapter, PubSubUnavailable, RedisPubSub
+from modules.redis_listener import Log
 from modules.triggers import ConditionalTriggers
 from supervisor.config_schema import parse_dataclass
 from supervisor.core.builtin_input import Input
@@ -31,7 +32,7 @@ class PubSubConfig:
     adapter: AdapterEntry | None = None
 
 
-def build_adapter(entry: AdapterEntry | None, path: str) -> PubSubAdapter:
+def build_adapter(entry: AdapterEntry | None, path: str, log: Log) -> PubSubAdapter:
     if entry is None:
         return LocalPubSub()
     kind = entry.class_name.rsplit("::", 1)[-1]
@@ -39,7 +40,7 @@ def build_adapter(entry: AdapterEntry | None, path: str) -> PubSubAdapter:
         return LocalPubSub()
     if kind == "RedisAdapter":
         rc = parse_dataclass(RedisConfig, entry.config, f"{path}.config")
-        return RedisPubSub(rc.redis_url, rc.prefix)
+        return RedisPubSub(rc.redis_url, rc.prefix, log)
     raise ConfigError(f"unknown pub/sub adapter {entry.class_name!r} (known: modules::pubsub::LocalAdapter, "
                       "modules::pubsub::RedisAdapter)", f"{path}.class")
 
@@ -57,7 +58,7 @@ class PubSubModule(Module):
 
     def __init__(self, ctx: ModuleContext, config: PubSubConfig) -> None:
         super().__init__(ctx, config)
-        self.adapter = build_adapter(config.adapter, f"{ctx.entry_path}.config.adapter")
+        self.adapter = build_adapter(config.adapter, f"{ctx.entry_path}.config.adapter", ctx.core.log)
         self.subscribers = ConditionalTriggers(ctx.core, "subscribe", validate=_validate)
 
     async def start(self) -> None:

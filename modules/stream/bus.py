@@ -8,7 +8,6 @@ events published meanwhile (pub/sub keeps nothing), never the engine.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,10 +16,10 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from modules.kv.base import StorageError
+from modules.redis_listener import Log, RedisListener, RedisUnavailable
 from modules.stream.messages import encode
 
 Deliver = Callable[[dict[str, Any]], object]
-Log = Callable[..., None]
 
 
 class EventBus:
@@ -37,43 +36,19 @@ class EventBus:
 
 
 class RedisBus(EventBus):
-    RETRY_DELAY = 1.0
-
     def __init__(self, url: str, channel: str, log: Log) -> None:
         self.url = url
         self.channel = channel
-        self._log = log
         self._client = aioredis.from_url(url, decode_responses=True)
-        self._pubsub: Any = None
-        self._reader: asyncio.Task[None] | None = None
+        self._listener = RedisListener(self._client, url, on_message=lambda _channel, data: self._on_message(data),
+                                       log=log, what="stream events", channels=(channel,))
 
     async def open(self, deliver: Deliver, tasks: Any) -> None:
         self._deliver = deliver
         try:
-            await self._client.ping()
-            await self._subscribe()
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"cannot reach redis at {self.url} for stream events: {exc}") from exc
-        self._reader = tasks.create_task(self._read(), name="stream-events-redis")
-
-    async def _subscribe(self) -> None:
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self.channel)
-
-    async def _read(self) -> None:
-        while True:
-            try:
-                async for item in self._pubsub.listen():
-                    if item.get("type") == "message":
-                        self._on_message(item.get("data"))
-            except (RedisError, OSError) as exc:
-                self._log("warn", f"stream events: lost redis {self.url} ({exc}); resubscribing")
-            await asyncio.sleep(self.RETRY_DELAY)
-            try:
-                await self._pubsub.aclose()
-                await self._subscribe()
-            except (RedisError, OSError):
-                continue
+            await self._listener.open(tasks)
+        except RedisUnavailable as exc:
+            raise StorageError(str(exc)) from exc
 
     def _on_message(self, data: Any) -> None:
         try:
@@ -91,11 +66,5 @@ class RedisBus(EventBus):
             raise StorageError(f"redis {self.url}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        if self._pubsub is not None:
-            try:
-                await self._pubsub.aclose()
-            except (RedisError, OSError):
-                pass
+        await self._listener.close()
         await self._client.aclose()
