@@ -40,6 +40,9 @@ class Consumer:
         self._next_expiry_check = 0.0
         self._drained = False  # the last claim took everything deliverable
         self._claim_batch = max(1, policy.concurrency // 4)
+        self._expired: set[str] = set()  # deliveries cancelled because their lease ended
+        self._lease_timer: asyncio.TimerHandle | None = None
+        self._lease_timer_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -62,6 +65,8 @@ class Consumer:
                 await self._sleep()
             await self._flush_acks()
         finally:
+            if self._lease_timer is not None:
+                self._lease_timer.cancel()
             for task in self._inflight.values():
                 task.cancel()
 
@@ -114,22 +119,20 @@ class Consumer:
             pass
 
     async def _handle(self, job: Job) -> None:
-        call: asyncio.Task[Any] = asyncio.get_running_loop().create_task(self._deliver(job))
+        """One delivery, one task; the lease timer cancels it if its lease ends first."""
+        self._arm_lease_timer(self.leases[job.id])
         try:
-            while True:
-                remaining = self.leases.get(job.id, 0.0) - time.time()
-                if remaining > 0:
-                    await asyncio.wait({call}, timeout=remaining)
-                if call.done():
-                    break
-                if self.leases.get(job.id, 0.0) > time.time():
-                    continue  # extended meanwhile
-                call.cancel()
+            try:
+                await self._deliver(job)
+            except asyncio.CancelledError:
+                if job.id not in self._expired:
+                    raise  # shutdown, not a lease end
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
                 await self._failed(job, {"code": "visibility_timeout", "message": (
                     f"the handler did not finish within the visibility timeout ({self.policy.visibility_s:g} s)")})
                 return
-            try:
-                call.result()
             except InvocationError as exc:
                 await self._failed(job, exc.to_body())
                 return
@@ -140,11 +143,36 @@ class Consumer:
         except StoreError as exc:
             self._log("error", f"queue {self.queue}: could not record the outcome of {job.id}: {exc}")
         finally:
-            if not call.done():
-                call.cancel()
             self._inflight.pop(job.id, None)
             self.leases.pop(job.id, None)
+            self._expired.discard(job.id)
             self._wake.set()
+
+    def _arm_lease_timer(self, lease_end: float) -> None:
+        """One timer per consumer, at the earliest lease end (not a timer per delivery)."""
+        if self._lease_timer is not None and self._lease_timer_at <= lease_end:
+            return
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+        self._lease_timer_at = lease_end
+        self._lease_timer = asyncio.get_running_loop().call_later(max(lease_end - time.time(), 0.0),
+                                                                  self._check_leases)
+
+    def _check_leases(self) -> None:
+        """Cancel deliveries whose lease ended (and was not extended); re-arm for the next one."""
+        self._lease_timer = None
+        now = time.time()
+        earliest: float | None = None
+        for job_id, task in self._inflight.items():
+            end = self.leases.get(job_id, 0.0)
+            if end <= now:
+                if job_id not in self._expired:
+                    self._expired.add(job_id)
+                    task.cancel()
+            elif earliest is None or end < earliest:
+                earliest = end
+        if earliest is not None:
+            self._arm_lease_timer(earliest)
 
     async def _failed(self, job: Job, error: dict[str, Any]) -> None:
         error = {**error, "attempt": job.attempts}
