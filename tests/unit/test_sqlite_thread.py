@@ -1,0 +1,89 @@
+"""The embedded stores' database thread: concurrent calls share a commit, each is its own unit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from modules.sqlite_thread import SqliteThread
+
+
+def _setup(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+
+
+def test_concurrent_calls_share_a_transaction_and_a_failure_undoes_only_its_own_work(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+
+    async def main() -> None:
+        db = SqliteThread(path, _setup, name="test")
+        gate, entered = threading.Event(), threading.Event()
+        await db.run(lambda c: None)  # the thread and the table exist
+
+        def blocker(c: sqlite3.Connection) -> None:
+            entered.set()
+            gate.wait(5)  # holds the thread so the calls below queue up behind it
+
+        def insert(k: str) -> object:
+            return lambda c: c.execute("INSERT INTO t VALUES (?, 1)", (k,)).rowcount
+
+        def bad(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO t VALUES ('bad', 1)")
+            raise ValueError("refused by the caller's own check")
+
+        first = asyncio.ensure_future(db.run(blocker))
+        assert await asyncio.to_thread(entered.wait, 5)  # the thread is busy with the blocker
+        calls = [db.run(insert("a")), db.run(bad), db.run(insert("b")), db.run(insert("a"))]
+        gathered = asyncio.gather(*calls, return_exceptions=True)
+        await asyncio.sleep(0)  # the four calls are queued behind the blocker: one batch, savepoints
+        assert db._calls.qsize() == 4
+        gate.set()
+        await first
+        a, failed, b, dup = await gathered
+        assert a == 1 and b == 1
+        assert isinstance(failed, ValueError)
+        assert isinstance(dup, sqlite3.IntegrityError)  # its own error, the others' work stands
+        await db.close()
+        check = sqlite3.connect(path)
+        assert sorted(r[0] for r in check.execute("SELECT k FROM t")) == ["a", "b"]
+        check.close()
+
+    asyncio.run(main())
+
+
+def test_a_closed_database_refuses_calls_clearly() -> None:
+    async def main() -> None:
+        db = SqliteThread(None, _setup, name="mem")
+        assert await db.run(lambda c: c.execute("SELECT 41 + 1").fetchone()[0]) == 42
+        await db.close()
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            await db.run(lambda c: None)
+
+    asyncio.run(main())
+
+
+def test_a_write_while_another_connection_holds_the_lock_waits_for_it_instead_of_failing(tmp_path: Path) -> None:
+    """The KV store writes on the loop thread only when the lock is free; otherwise it queues."""
+    from modules.kv.sqlite import SqliteKv
+
+    async def main() -> None:
+        kv = SqliteKv(tmp_path / "kv.sqlite3", "state")
+        await kv.open()
+        await kv.set("s", "k", 1)  # the fast path
+        other = sqlite3.connect(tmp_path / "kv.sqlite3", isolation_level=None)  # e.g. another engine instance
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.ensure_future(kv.set("s", "k", 2))
+        done, _ = await asyncio.wait({pending}, timeout=0.2)
+        assert not done  # queued on the database thread, waiting for the lock
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(pending, 5) == 1  # the old value
+        assert await kv.get("s", "k") == 2
+        other.close()
+        await kv.close()
+
+    asyncio.run(main())
