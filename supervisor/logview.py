@@ -108,6 +108,8 @@ def _clean(text: str) -> str:
 
 
 def _value(value: object) -> str:
+    if isinstance(value, (dict, list, bool)) or value is None:  # as the worker wrote it: JSON, not Python's repr
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     text = value if isinstance(value, str) else str(value)
     if not text or any(ch in text for ch in ' "=\n\t'):
         return json.dumps(text, ensure_ascii=False)

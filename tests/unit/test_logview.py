@@ -57,8 +57,11 @@ def test_levels_sources_and_alignment() -> None:
 
 def test_field_values_are_quoted_when_ambiguous() -> None:
     view, out = plain()
-    view.emit(ev("m", fields={"a": "two words", "b": "", "c": 'x"y', "d": None, "e": [1, 2]}))
-    assert out.getvalue().rstrip("\n").endswith(' m a="two words" b="" c="x\\"y" d=None e="[1, 2]"')
+    view.emit(ev("m", fields={"a": "two words", "b": "", "c": 'x"y', "d": None, "e": [1, 2],
+                              "f": {"ok": True, "n": None, "s": "été"}}))
+    # structured values read as the JSON the worker sent, not as Python's repr
+    assert out.getvalue().rstrip("\n").endswith(
+        ' m a="two words" b="" c="x\\"y" d=null e=[1,2] f={"ok":true,"n":null,"s":"été"}')
 
 
 def test_multiline_message_is_indented_under_the_message() -> None:
