@@ -107,7 +107,7 @@ class SqliteThread:
         try:
             if len(batch) == 1:  # the common quiet case: no savepoint needed
                 try:
-                    outcome: tuple[bool, Any] = (True, batch[0][0](db))
+                    outcome: tuple[bool, Any] = (True, _call(batch[0][0], db))
                 except Exception as exc:  # handed to the caller
                     db.execute("ROLLBACK")
                     return [(False, exc)]
@@ -117,7 +117,7 @@ class SqliteThread:
             for fn, _fut, _loop in batch:
                 db.execute("SAVEPOINT call")
                 try:
-                    result = fn(db)
+                    result = _call(fn, db)
                 except Exception as exc:  # handed to its caller; the others' work stands
                     db.execute("ROLLBACK TO call")
                     db.execute("RELEASE call")
@@ -144,6 +144,17 @@ class SqliteThread:
                 loop.call_soon_threadsafe(_resolve, items)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
+
+
+def _call(fn: Callable[[sqlite3.Connection], Any], db: sqlite3.Connection) -> Any:
+    """A cursor never leaves the database thread: freed on the event loop's thread it would reset
+    its statement while this thread runs another on the same connection (SQLite answers "bad
+    parameter or other API misuse"). So a cursor returned by ``fn`` is closed here (result None)."""
+    result = fn(db)
+    if isinstance(result, sqlite3.Cursor):
+        result.close()
+        return None
+    return result
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -10,10 +10,11 @@ restarting keeps its queue (its trigger stays held), so a reload never drops a m
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 import socket
 import time
-import uuid
 from typing import Any
 
 import psutil
@@ -68,6 +69,10 @@ class QueueModule(Module):
         self.subscriptions: dict[tuple[str, str], _Subscription] = {}
         self.named: dict[str, Consumer] = {}
         self.conditions = ConditionalTriggers(ctx.core, "durable:subscriber")
+        # Message ids: a random 96-bit prefix per engine process and a counter, unique across restarts
+        # and instances sharing the store, and several times cheaper than uuid4 per message.
+        prefix, counter = secrets.token_hex(12), itertools.count(1)
+        self._new_id = lambda: f"{prefix}-{next(counter)}"
 
     @staticmethod
     def _store_path(config: QueueModuleConfig, ctx: ModuleContext) -> Any:
@@ -207,11 +212,11 @@ class QueueModule(Module):
         data = inp.data.get("data")
         now = time.time()
         subs = [s for s in self.subscriptions.values() if s.topic == topic]
-        jobs = [Job(str(uuid.uuid4()), s.consumer.queue, topic, s.function_id, data, self._group(s.policy, data),
+        jobs = [Job(self._new_id(), s.consumer.queue, topic, s.function_id, data, self._group(s.policy, data),
                     available_at=now + s.policy.delay_s, created_at=now, traceparent=invocation.traceparent,
                     baggage=invocation.baggage) for s in subs]
         if not jobs:  # kept for the first subscriber
-            jobs = [Job(str(uuid.uuid4()), f"topic:{topic}", topic, None, data, available_at=now, created_at=now,
+            jobs = [Job(self._new_id(), f"topic:{topic}", topic, None, data, available_at=now, created_at=now,
                         traceparent=invocation.traceparent, baggage=invocation.baggage)]
         await self._push(jobs)
         for s in subs:
@@ -222,7 +227,7 @@ class QueueModule(Module):
         inp = Input(invocation)
         name = inp.text("queue", required=True)
         fid = inp.text("function_id", required=True)
-        receipt = inp.get("messageReceiptId", str) or str(uuid.uuid4())
+        receipt = inp.get("messageReceiptId", str) or self._new_id()
         consumer = self.named.get(name)
         if consumer is None:
             self._log("info", f"queue {name!r} is not in queue_configs: created with the defaults")

@@ -14,15 +14,14 @@ place, so order holds across retries.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from modules.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
 
@@ -87,83 +86,35 @@ class StoreError(Exception):
 class QueueStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path  # None: in memory
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="queue-store")
-        self._local = threading.local()
-        self._push_batch: list[tuple[list[Job], asyncio.Future[None]]] = []
+        self._db = SqliteThread(path, self._setup, name="queue")
 
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            if self.path is None:
-                db = sqlite3.connect(":memory:", isolation_level=None)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            self._local.db = db
-        return db
+    def _setup(self, db: sqlite3.Connection) -> None:
+        if self.path is not None:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-
+        """``fn`` in a transaction on the store's thread; concurrent calls share one commit."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            return await self._db.run(fn)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"queue store {self.path or ':memory:'}: {exc}") from exc
+            raise StoreError(f"queue store {self._db.where}: {exc}") from exc
 
     async def open(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1 FROM jobs LIMIT 1").fetchall())
 
     async def close(self) -> None:
-        def shut() -> None:
-            db = getattr(self._local, "db", None)
-            if db is not None:
-                db.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
-        self._pool.shutdown(wait=True)
+        await self._db.close()
 
     # -- producing -------------------------------------------------------------------------------
 
     async def push(self, jobs: list[Job]) -> None:
-        """Store jobs durably. Concurrent pushes share one transaction (group commit): each caller
-        still returns only after its jobs are committed."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._push_batch.append((jobs, fut))
-        if len(self._push_batch) == 1:
-            asyncio.get_running_loop().create_task(self._flush_pushes())
-        await fut
-
-    async def _flush_pushes(self) -> None:
-        batch, self._push_batch = self._push_batch, []
+        """Store jobs durably; returns once they are committed (concurrent pushes share a commit)."""
         rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, "waiting", 0,
-                 j.available_at, None, None, j.created_at, None, None, j.traceparent, j.baggage)
-                for jobs, _fut in batch for j in jobs]
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.executemany(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows)
-
-        try:
-            await self._run(insert)
-        except StoreError as exc:
-            for _jobs, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for _jobs, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
+                 j.available_at, None, None, j.created_at, None, None, j.traceparent, j.baggage) for j in jobs]
+        await self._run(lambda db: db.executemany(
+            f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows))
 
     async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
         """Give the jobs kept for a topic without subscribers to its first subscriber."""

@@ -87,3 +87,15 @@ def test_a_write_while_another_connection_holds_the_lock_waits_for_it_instead_of
         await kv.close()
 
     asyncio.run(main())
+
+
+def test_a_cursor_never_leaves_the_database_thread() -> None:
+    """Freed on the loop's thread, a cursor would reset its statement under the database thread."""
+
+    async def main() -> None:
+        db = SqliteThread(None, _setup, name="mem")
+        assert await db.run(lambda c: c.executemany("INSERT INTO t VALUES (?, 1)", [("a",), ("b",)])) is None
+        assert await db.run(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()[0]) == 2
+        await db.close()
+
+    asyncio.run(main())
