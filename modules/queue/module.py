@@ -120,7 +120,10 @@ class QueueModule(Module):
             ("engine::queue::enqueue", self._enqueue, "Queue a call of {function_id} on a named queue"),
             ("iii::queue::extend_visibility", self._extend, "Extend the lease of a message being handled"),
         ):
-            self.core.registry.register_function(FunctionDef(fid, engine, handler, description=text))
+            # The producers' only wait is one store commit (bounded by SQLite's busy timeout): the
+            # router needs no timer object per publish (enforces_deadline, see FunctionDef).
+            self.core.registry.register_function(FunctionDef(fid, engine, handler, description=text,
+                                                             enforces_deadline=fid != "iii::queue::extend_visibility"))
         register_admin_functions(self)
         for type_id in TRIGGER_TYPES:
             await self.core.registry.register_trigger_type(TriggerType(

@@ -77,7 +77,9 @@ class FunctionDef:
     response_format: Any = None
     metadata: dict[str, Any] | None = None
     # True when ``invoke`` itself fails the call with InvocationTimeout at ``invocation.deadline``
-    # (the stdio session does, with one timer per worker instead of one per call).
+    # (the stdio session does, with one timer per worker instead of one per call), or when an
+    # in-process built-in's waits are bounded by limits of its own (a store commit): the router
+    # then spends no timer object on the call.
     enforces_deadline: bool = False
 
     @property
