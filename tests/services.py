@@ -4,6 +4,7 @@ reason when they don't, and fail instead of skipping under ``CI=true`` (CI must 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 
 import pytest
@@ -26,3 +27,16 @@ REDIS_URL = os.environ.get("III_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 def require_redis() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+def require_tools(*names: str, purpose: str) -> list[str]:
+    """Paths of the named executables (e.g. ``node``, ``npm``); skip (fail under ``CI=true``, where
+    a missing tool is a broken CI image) naming the missing ones and what needs them."""
+    paths = [shutil.which(name) for name in names]
+    missing = [name for name, path in zip(names, paths, strict=True) if path is None]
+    if missing:
+        reason = f"{' and '.join(missing)} not found on PATH: {purpose}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}; install it in the CI image", pytrace=False)
+        pytest.skip(reason)
+    return [path for path in paths if path is not None]

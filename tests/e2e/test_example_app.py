@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import REPO, EngineProcess
+from tests.services import require_tools
 
 WAIT = 15.0  # seconds any single expected event may take
 FLAKY = "4000000000000119"  # examples/orders/worker.py: fails once, then approved
@@ -38,19 +38,10 @@ ENV = {
 }
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        reason = "node not found on PATH: the example app's HTTP API is a Node.js worker (Node 18 or later)"
-        if _in_ci():
-            pytest.fail(f"CI=true but {reason}; install Node.js in the CI image", pytrace=False)
-        pytest.skip(reason)
-    return path
+    return require_tools("node", purpose="the example app's HTTP API is a Node.js worker (Node 18 or later)")[0]
 
 
 class App:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import REPO, EngineProcess
+from tests.services import require_tools
 
 NODE_DIR = REPO / "tests" / "node"
 ACCEPT_NODE = NODE_DIR / "accept_node.mjs"  # section 12.2 of the protocol reference, byte for byte
@@ -37,9 +37,6 @@ MATH_WORKER = NODE_DIR / "math_worker.mjs"
 NPM_TIMEOUT = 300.0
 NODE_CONNECTED = "worker connected (node 0.22.1)"  # engine::workers::register, which Node sends last
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def _lock_mismatch(node_dir: Path) -> str | None:
@@ -65,13 +62,7 @@ def _lock_mismatch(node_dir: Path) -> str | None:
 @pytest.fixture(scope="session")
 def node_sdk() -> str:
     """The ``node`` executable, with ``tests/node/node_modules`` installed from the lock."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        reason = f"{missing} not found on PATH: the Node iii-sdk tests need Node.js and npm"
-        if _in_ci():
-            pytest.fail(f"CI=true but {reason}; install Node.js in the CI image", pytrace=False)
-        pytest.skip(reason)
+    node, npm = require_tools("node", "npm", purpose="the Node iii-sdk tests need Node.js and npm")
     # One installer at a time when several test sessions share this checkout.
     digest = hashlib.sha1(str(NODE_DIR).encode()).hexdigest()[:12]
     lock_path = Path(tempfile.gettempdir()) / f"iii-engine-npm-{digest}.lock"

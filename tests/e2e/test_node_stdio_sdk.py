@@ -8,7 +8,6 @@ Node is a broken CI image and must fail instead of hiding the tests.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -17,24 +16,16 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import REPO, api_config
+from tests.services import require_tools
 
 NODE_SDK = REPO / "sdk" / "node"
 NODE_TESTS_TIMEOUT = 120.0
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
 
 @pytest.fixture(scope="session")
 def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        reason = "node not found on PATH: the Node stdio SDK tests need Node.js 18 or later"
-        if _in_ci():
-            pytest.fail(f"CI=true but {reason}; install Node.js in the CI image", pytrace=False)
-        pytest.skip(reason)
-    return path
+    return require_tools("node", purpose="the Node stdio SDK tests need Node.js 18 or later")[0]
 
 
 def _without_iii_env() -> dict[str, str]:
