@@ -58,15 +58,20 @@ class ConditionalTriggers:
             task.add_done_callback(self._tasks.discard)
         return len(targets)
 
-    async def deliver(self, trig: Trigger, payload: Any, *, timeout: float | None = None) -> Any:
+    async def deliver(self, trig: Trigger, payload: Any, *, timeout: float | None = None,
+                      traceparent: str | None = None, baggage: str | None = None,
+                      metadata: dict[str, Any] | None = None) -> Any:
         """Call one binding and return the result (or raise); a condition saying ``false`` gives
-        ``Skipped``."""
+        ``Skipped``. ``metadata`` adds to the binding's own (e.g. a queue's delivery facts)."""
+        meta = trig.metadata if not metadata else {**(trig.metadata or {}), **metadata}
         condition = trig.config.get("condition_function_id")
         if condition:
-            verdict = await self.core.router.call(condition, payload, timeout=timeout, metadata=trig.metadata)
+            verdict = await self.core.router.call(condition, payload, timeout=timeout, metadata=meta,
+                                                  traceparent=traceparent, baggage=baggage)
             if verdict is False:
                 return SKIPPED
-        return await self.core.router.call(trig.function_id, payload, timeout=timeout, metadata=trig.metadata)
+        return await self.core.router.call(trig.function_id, payload, timeout=timeout, metadata=meta,
+                                           traceparent=traceparent, baggage=baggage)
 
     async def _deliver(self, trig: Trigger, payload: Any) -> None:
         try:

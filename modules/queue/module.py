@@ -57,6 +57,15 @@ class _Subscription:
         self.triggers: dict[str, Trigger] = {}
 
 
+def _delivery_facts(job: Job, policy: Policy | None) -> dict[str, Any]:
+    """What a handler may want to know about this delivery, in the invocation's ``metadata``: which
+    attempt this is (a retry, the last one) and the message id (for ``iii::queue::extend_visibility``)."""
+    facts: dict[str, Any] = {"message_id": job.id, "queue": job.display, "attempt": job.attempts}
+    if policy is not None:
+        facts["max_attempts"] = policy.max_attempts
+    return {"queue": facts}
+
+
 class QueueModule(Module):
     class_name = "modules::queue::QueueModule"
     Config = QueueModuleConfig
@@ -188,13 +197,17 @@ class QueueModule(Module):
         if trigger is None:
             raise InvocationError(f"nobody subscribes to {job.display!r} with {job.function_id!r} any more",
                                   code="function_not_found")
-        result = await self.conditions.deliver(trigger, job.data, timeout=24 * 3600.0)  # the lease bounds it
+        result = await self.conditions.deliver(  # the lease bounds the call, not a timeout
+            trigger, job.data, timeout=24 * 3600.0, traceparent=job.traceparent, baggage=job.baggage,
+            metadata=_delivery_facts(job, sub.policy if sub else None))
         return None if result is SKIPPED else result
 
     async def _call_job(self, job: Job) -> Any:
         assert job.function_id is not None
+        consumer = self.named.get(job.display)
         return await self.core.router.call(job.function_id, job.data, timeout=24 * 3600.0,
-                                           traceparent=job.traceparent, baggage=job.baggage)
+                                           traceparent=job.traceparent, baggage=job.baggage,
+                                           metadata=_delivery_facts(job, consumer.policy if consumer else None))
 
     # -- producers -------------------------------------------------------------------------------
 

@@ -13,12 +13,13 @@ from tests.e2e.ws_client import RawWorker
 
 WORKER = '''
 import os, pathlib, time
-from iii_stdio import Worker
+from iii_stdio import Worker, current_invocation
 worker = Worker()
 MARK = pathlib.Path(".")
 
 @worker.function("jobs::flaky")
 def flaky(data):
+    worker.logger.info("delivery", current_invocation().metadata["queue"])
     if (MARK / f"fail-{data['id']}").exists():
         raise RuntimeError(f"flaky failure for {data['id']}")
     worker.logger.info("handled", {"id": data["id"]})
@@ -90,6 +91,11 @@ def test_retries_with_backoff_then_dead_letter_then_redrive(start_engine, tmp_pa
     assert "flaky failure for 7" in dead["message"]
     retries = [e for e in engine.events if "failed (attempt" in str(e.get("message"))]
     assert len(retries) == 2
+    # the handler is told which attempt it runs (in the invocation's metadata)
+    deliveries = [e for e in engine.events if e.get("message") == "delivery"]
+    assert [(d["attempt"], d["max_attempts"], d["queue"]) for d in deliveries] == [(1, 3, "flaky"), (2, 3, "flaky"),
+                                                                                    (3, 3, "flaky")]
+    assert len({d["message_id"] for d in deliveries}) == 1
     assert "retrying in 0.2 s" in retries[0]["message"] and "retrying in 0.4 s" in retries[1]["message"]
     assert _ts(retries[1]) - _ts(retries[0]) >= 0.2 - 0.005  # waited out the backoff (log time has ms)
     assert _ts(dead) - _ts(retries[1]) >= 0.4 - 0.005
