@@ -4,8 +4,9 @@ aiohttp's low-level server with our own route table (routes change at runtime as
 go, so the table is a plain dict swap, not a framework router). A route whose worker is restarting
 stays in the table; the router holds its requests until the new instance serves them.
 
-Each call also gets two channels: ``request_body`` (the raw bytes, already complete) and
-``response`` (which the function may stream its answer into; see ``streaming``).
+A call also gets two channels: ``request_body`` (the raw bytes, already complete) and
+``response`` (which the function may stream its answer into; see ``streaming``), except a call
+to a stdio worker: it cannot open channels (they live on the WebSocket port), so its calls skip them.
 """
 
 from __future__ import annotations
@@ -161,10 +162,12 @@ class RestApiModule(Module):
             return error_answer(413, "body_too_large", f"request body exceeds the limit of "
                                 f"{self.config.max_body_bytes} bytes")
         content_type = request.headers.get("Content-Type", "")
+        fn = self.core.registry.resolve(route.function_id)
+        channels = fn is None or fn.worker.kind != "stdio"  # a stdio worker cannot open channels
         try:
             body = parse_body(raw, content_type) if raw else None
         except BadRequestBody as exc:
-            if "json" in content_type.lower():
+            if "json" in content_type.lower() or not channels:
                 return error_answer(400, "invalid_body", str(exc))
             body = None  # bytes that are not text reach the function through `request_body` only
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -182,6 +185,13 @@ class RestApiModule(Module):
             if verdict is False:
                 answer = error_answer(422, "condition_not_met", "request condition not met")
                 return HttpAnswer(422, answer.headers, answer.body[:-1] + b', "skipped": true}')
+        if not channels:  # the plain request: the hot path spends nothing on channels
+            try:
+                result = await self.core.router.call(route.function_id, payload, timeout=self.timeout,
+                                                     traceparent=traceparent, baggage=baggage)
+            except InvocationError as exc:
+                return self._failed(route, exc, method, request.path, traceparent)
+            return answer_from_result(result)
         return await self._invoke(request, route, payload, raw, origin, traceparent, baggage)
 
     async def _invoke(self, request: web.BaseRequest, route: Route, payload: dict[str, Any], raw: bytes,

@@ -27,7 +27,7 @@ def greet(req):
 @worker.http("POST", "/echo", function_id="http::echo")
 async def echo(req):
     return {"statusCode": 201, "body": {"body": req["body"], "method": req["method"],
-            "ctype": req["headers"].get("content-type")}}
+            "ctype": req["headers"].get("content-type"), "channels": "request_body" in req or "response" in req}}
 
 @worker.http("GET", "/boom", function_id="http::boom")
 def boom(req):
@@ -70,10 +70,14 @@ def test_round_trip_and_errors(start_engine):
 
         r = client.post("/echo", json={"a": [1, 2]})
         assert r.status_code == 201
-        assert r.json() == {"body": {"a": [1, 2]}, "method": "POST", "ctype": "application/json"}
+        # no channel refs for a stdio worker: it cannot open them (they live on the WebSocket port)
+        assert r.json() == {"body": {"a": [1, 2]}, "method": "POST", "ctype": "application/json", "channels": False}
 
         r = client.post("/echo", content=b"just text", headers={"content-type": "text/plain"})
         assert r.json()["body"] == "just text"
+
+        r = client.post("/echo", content=b"\xff\xfe", headers={"content-type": "application/octet-stream"})
+        assert r.status_code == 400 and "not UTF-8" in r.json()["error"]["message"]
 
         r = client.post("/echo", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 400
