@@ -17,8 +17,6 @@ above it and already due were missed while no instance ran the job.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import sqlite3
 import threading
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modules.cron.errors import CronLockError
+from modules.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
 
@@ -102,28 +101,18 @@ class SqliteCronLocks(CronLocks):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cron-sqlite")
-        self._local = threading.local()
-        self._dbs: list[sqlite3.Connection] = []
-        self._closed = False
+        self._db = SqliteThread(path, self._setup, name="cron")
 
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-            self._local.db = db
-            self._dbs.append(db)
-        return db
+    @staticmethod
+    def _setup(db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise CronLockError(f"cron lock file {self.path} is closed")
+        """``fn`` in one transaction on the lock file's thread."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(self._db()))
+            return await self._db.run(fn)
         except (sqlite3.Error, OSError) as exc:
             raise CronLockError(f"cron lock file {self.path}: {exc}") from exc
 
@@ -131,33 +120,18 @@ class SqliteCronLocks(CronLocks):
         await self._run(lambda db: None)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        def shut() -> None:
-            for db in self._dbs:
-                db.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
-        self._pool.shutdown(wait=False)
+        await self._db.close()
 
     @staticmethod
     def _row(row: tuple[Any, ...] | None) -> JobRecord | None:
         return None if row is None else JobRecord(row[0], row[1], row[2], row[3])
 
     async def begin(self, job: str, now: float) -> JobRecord | None:
-        def run(db: sqlite3.Connection) -> JobRecord | None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._row(db.execute("SELECT watermark, last_tick, last_owner, last_at FROM cron_jobs "
-                                           "WHERE job = ?", (job,)).fetchone())
-                if old is None:
-                    db.execute("INSERT INTO cron_jobs (job, watermark) VALUES (?, ?)", (job, now))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        def run(db: sqlite3.Connection) -> JobRecord | None:  # one transaction (``_run``)
+            old = self._row(db.execute("SELECT watermark, last_tick, last_owner, last_at FROM cron_jobs "
+                                       "WHERE job = ?", (job,)).fetchone())
+            if old is None:
+                db.execute("INSERT INTO cron_jobs (job, watermark) VALUES (?, ?)", (job, now))
             return old
 
         return await self._run(run)
