@@ -1,13 +1,18 @@
-"""Queue store semantics (the in-memory twin runs the durable store's SQL) and policies."""
+"""Queue store semantics (the in-memory twin runs the durable store's SQL; the Redis store passes the
+same tests) and policies."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
+import redis
 
 from modules.queue.config import Policy, subscriber_policy
+from modules.queue.redis_store import RedisQueueStore
 from modules.queue.store import Job, QueueStore
+from tests.services import require_redis
 
 
 def run(coro):
@@ -18,8 +23,26 @@ def job(id_: str, group: str = "", at: float = 0.0) -> Job:
     return Job(id_, "q", "topic", "fn", {"id": id_}, group, available_at=at, created_at=at)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture
+def redis_prefix():
+    """A fresh key prefix on the test Redis; every key under it is deleted afterwards."""
+    url = require_redis()
+    prefix = f"iii-test-{uuid.uuid4().hex[:12]}:queue"
+    yield url, prefix
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request, tmp_path):
+    if request.param == "redis":
+        url, prefix = request.getfixturevalue("redis_prefix")
+        return RedisQueueStore(url, prefix=prefix)
     return QueueStore(None if request.param == "memory" else tmp_path / "q.sqlite3")
 
 
