@@ -120,3 +120,107 @@ def test_policies_from_camel_case_queue_config():
                           ({"visbilityTimeout": 1}, "unknown key 'visbilityTimeout'")):
         with pytest.raises(ValueError, match=fragment):
             subscriber_policy(bad)
+
+
+def test_two_redis_stores_claiming_at_once_never_share_a_job_and_take_all(redis_prefix):
+    url, prefix = redis_prefix
+
+    async def main() -> None:
+        a, b = RedisQueueStore(url, prefix=prefix), RedisQueueStore(url, prefix=prefix)
+        await a.push([job(f"j{i}") for i in range(300)])
+        await a.push([job(f"g{g}-{i}", group=f"g{g}") for g in range(20) for i in range(3)])  # same queue, fifo
+
+        async def drain(store: RedisQueueStore, owner: str, fifo: bool) -> list[str]:
+            got: list[str] = []
+            while batch := await store.claim("q", 1.0, 7, fifo=fifo, lease_s=30, owner=owner):
+                got += [j.id for j in batch]
+            return got
+
+        # standard claims race each other (and FIFO claims, which only take group heads)
+        runs = await asyncio.gather(*(drain(s, f"o{n}", False) for n, s in enumerate([a, b, a, b])))
+        everything = [i for run in runs for i in run]
+        assert len(everything) == len(set(everything)) == 360
+        assert all(len(run) > 0 for run in runs)
+        await a.retry("g0-0", {"code": "x", "message": "again"}, at=0.0)
+        await a.retry("g1-0", {"code": "x", "message": "again"}, at=0.0)
+        heads = await asyncio.gather(*(drain(s, "o", True) for s in (a, b, a, b)))
+        assert sorted(i for run in heads for i in run) == ["g0-0", "g1-0"]
+        assert (await a.stats())["topic"] == {"waiting": 0, "active": 360, "dead": 0}
+        await a.close()
+        await b.close()
+
+    run(main())
+
+
+def test_redis_store_matches_the_sql_store_on_random_operations(redis_prefix):
+    """Differential check: the same random operations on the in-memory SQL store and on Redis give
+    the same answers (claims, leases, FIFO heads, dead letters, stats, adoption)."""
+    import random
+
+    url, prefix = redis_prefix
+    rng = random.Random(20240611)
+
+    async def main() -> None:
+        sql, red = QueueStore(None), RedisQueueStore(url, prefix=prefix)
+        now, made = 100.0, 0
+        queues, owners = ["s", "f", "topic:t"], ["e1", "e2"]
+
+        def norm(value):
+            if isinstance(value, list) and value and isinstance(value[0], str):
+                return sorted(value)
+            return value
+
+        for step in range(1500):
+            now += rng.choice([0.0, 0.25, 1.0, 3.0])
+            ids = [f"m{rng.randrange(max(made - 25, 0), max(made, 1))}" for _ in range(2)]  # recent ones
+            op = rng.choice(["push", "push", "claim", "claim", "claim", "ack", "retry", "bury", "extend",
+                             "expired", "release", "owners", "next_due", "stats", "dead", "redrive", "count_dead",
+                             "discard", "queues", "adopt"])
+            if op == "push":
+                batch = []
+                for _ in range(rng.randint(1, 4)):
+                    q = rng.choice(queues)
+                    batch.append(Job(f"m{made}", q, "t" if q.startswith("topic") else q, None if q == "topic:t"
+                                     else "fn", {"n": made}, rng.choice(["", "a", "b"]),
+                                     available_at=now + rng.choice([0.0, 0.0, 2.0]), created_at=now,
+                                     traceparent=rng.choice([None, "tp"])))
+                    made += 1
+                call = ("push", batch)
+            elif op == "claim":
+                q = rng.choice(queues + ["topic:t:fn"])
+                call = ("claim", q, now, rng.randint(1, 4), dict(fifo=q == "f" or rng.random() < 0.2,
+                                                                lease_s=rng.choice([1.0, 5.0]),
+                                                                owner=rng.choice(owners)))
+            elif op == "ack":
+                call = ("ack", ids)
+            elif op in ("retry", "bury"):
+                call = (op, ids[0], {"code": "e", "step": step}, now + rng.choice([0.0, 1.0]))
+            elif op == "extend":
+                call = ("extend", ids[0], now + 4)
+            elif op == "expired":
+                call = ("expired", rng.choice(queues + ["topic:t:fn"]), now)
+            elif op == "release":
+                call = ("release_owned_by", rng.sample(owners, rng.randint(0, 2)))
+            elif op in ("owners", "stats", "queues"):
+                call = (op,)
+            elif op == "next_due":
+                call = ("next_due", rng.choice(queues))
+            elif op == "dead":
+                call = ("dead", rng.choice(["s", "f", "t"]), rng.randint(0, 2), rng.randint(1, 5))
+            elif op == "redrive":
+                call = ("redrive", rng.choice(["s", "f", "t"]), rng.choice([None, ids[0]]), now)
+            elif op == "count_dead":
+                call = ("count_dead", rng.choice(["s", "f", "t"]), rng.choice([None, ids[0]]))
+            elif op == "discard":
+                call = ("discard", rng.choice(["s", "f", "t"]), ids[0])
+            else:
+                call = ("adopt", "topic:t", "topic:t:fn", "fn")
+            name, *args = call
+            kwargs = args.pop() if args and isinstance(args[-1], dict) and name == "claim" else {}
+            want = await getattr(sql, name)(*args, **kwargs)
+            got = await getattr(red, name)(*args, **kwargs)
+            assert norm(got) == norm(want), f"step {step}: {call}"
+        await sql.close()
+        await red.close()
+
+    run(main())
