@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
@@ -23,8 +23,9 @@ from modules.base import Module, ModuleContext
 from modules.queue.admin import register_admin_functions
 from modules.queue.config import Policy, QueueModuleConfig, subscriber_policy
 from modules.queue.consumer import Consumer
-from modules.queue.store import Job, QueueStore, StoreError
+from modules.queue.store import Job, JobStore, QueueStore, StoreError
 from modules.triggers import SKIPPED, ConditionalTriggers
+from supervisor.config_schema import parse_dataclass
 from supervisor.core.builtin_input import Input
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType
 from supervisor.errors import ConfigError, EngineError, InvocationError, TriggerConfigError
@@ -73,7 +74,8 @@ class QueueModule(Module):
 
     def __init__(self, ctx: ModuleContext, config: QueueModuleConfig) -> None:
         super().__init__(ctx, config)
-        self.store = QueueStore(self._store_path(config, ctx))
+        # Consumer is annotated with QueueStore; it only uses the JobStore methods (hence the casts)
+        self.store = self._build_store(config, ctx)
         self.owner = _owner_id()
         self.subscriptions: dict[tuple[str, str], _Subscription] = {}
         self.named: dict[str, Consumer] = {}
@@ -82,6 +84,16 @@ class QueueModule(Module):
         # and instances sharing the store, and several times cheaper than uuid4 per message.
         prefix, counter = secrets.token_hex(12), itertools.count(1)
         self._new_id = lambda: f"{prefix}-{next(counter)}"
+
+    @classmethod
+    def _build_store(cls, config: QueueModuleConfig, ctx: ModuleContext) -> JobStore:
+        entry = config.adapter
+        if entry is not None and entry.class_name.rsplit("::", 1)[-1] == "RedisAdapter":
+            from modules.queue.redis_store import RedisQueueConfig, RedisQueueStore  # redis only when used
+
+            rc = parse_dataclass(RedisQueueConfig, entry.config, f"{ctx.entry_path}.config.adapter.config")
+            return RedisQueueStore(rc.redis_url, prefix=rc.prefix)
+        return QueueStore(cls._store_path(config, ctx))
 
     @staticmethod
     def _store_path(config: QueueModuleConfig, ctx: ModuleContext) -> Any:
@@ -103,7 +115,8 @@ class QueueModule(Module):
             target = (ctx.base_dir / str(given)).resolve()
             return target / "queue.sqlite3" if target.is_dir() or not target.suffix else target
         raise ConfigError(f"unknown queue adapter {entry.class_name!r} (available: modules::queue::BuiltinQueueAdapter "
-                          "(SQLite, durable), modules::queue::MemoryAdapter)", f"{ctx.entry_path}.config.adapter.class")
+                          "(SQLite, durable), modules::queue::MemoryAdapter, modules::queue::RedisAdapter (shared by "
+                          "several engines))", f"{ctx.entry_path}.config.adapter.class")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -151,7 +164,7 @@ class QueueModule(Module):
         self.ctx.tasks.create_task(consumer.run(), name=f"queue-{consumer.queue}")
 
     def _named_consumer(self, name: str, policy: Policy) -> Consumer:
-        consumer = Consumer(self.store, f"fn:{name}", policy, self._call_job, self._log, self.owner)
+        consumer = Consumer(cast(QueueStore, self.store), f"fn:{name}", policy, self._call_job, self._log, self.owner)
         self.named[name] = consumer
         self._spawn(consumer)
         return consumer
@@ -174,7 +187,7 @@ class QueueModule(Module):
         sub = self.subscriptions.get(key)
         if sub is None:
             queue = f"topic:{topic}:{trigger.function_id}"
-            consumer = Consumer(self.store, queue, policy, self._topic_job, self._log, self.owner)
+            consumer = Consumer(cast(QueueStore, self.store), queue, policy, self._topic_job, self._log, self.owner)
             sub = self.subscriptions[key] = _Subscription(topic, trigger.function_id, policy, consumer)
             if not any(s.topic == topic for k, s in self.subscriptions.items() if k != key):
                 kept = await self.store.adopt(f"topic:{topic}", queue, trigger.function_id)
