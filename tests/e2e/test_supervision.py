@@ -130,8 +130,10 @@ def test_reload_on_save_serves_new_code_without_failing_requests(start_engine):
 
 
 def test_sigterm_stops_every_child(start_engine):
-    stubborn = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                "print('ignoring SIGTERM', file=sys.stderr, flush=True)\ntime.sleep(600)\n")
+    # one write(2) per line: print() may write the text and the newline separately, and the two
+    # children share the pipe, so their lines could interleave into one
+    stubborn = ("import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "os.write(2, b'ignoring SIGTERM\\n')\ntime.sleep(600)\n")
     cfgs = [
         """
     - class: modules::shell::ExecModule
