@@ -17,7 +17,6 @@ from supervisor.errors import InvocationError
 if TYPE_CHECKING:
     from modules.queue.module import QueueModule
 
-BROKER = "builtin"
 
 
 def register_admin_functions(module: QueueModule) -> None:
@@ -83,7 +82,7 @@ class _Admin:
         for name in sorted(self._names(stats)):
             subs = [s for s in self.module.subscriptions.values() if s.topic == name]
             named = self.module.named.get(name)
-            entry: dict[str, Any] = {"name": name, "broker_type": BROKER,
+            entry: dict[str, Any] = {"name": name, "broker_type": self.store.broker_type,
                                      "subscriber_count": len(subs) if not named else 1}
             if named is not None:
                 entry["concurrency"] = named.policy.concurrency
@@ -104,7 +103,7 @@ class _Admin:
     async def dlq_topics(self, invocation: Invocation) -> list[dict[str, Any]]:
         Input(invocation)
         stats = await self._guard(self.store.stats())
-        return [{"topic": name, "broker_type": BROKER, "message_count": c["dead"]}
+        return [{"topic": name, "broker_type": self.store.broker_type, "message_count": c["dead"]}
                 for name, c in sorted(stats.items()) if c["dead"]]
 
     async def dlq_messages(self, invocation: Invocation) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from modules.queue.config import Policy
-from modules.queue.store import Job, QueueStore, StoreError
+from modules.queue.store import Job, JobStore, StoreError
 from supervisor.errors import InvocationError
 
 IDLE_RECHECK = 1.0
@@ -24,7 +24,7 @@ Log = Callable[..., None]
 
 
 class Consumer:
-    def __init__(self, store: QueueStore, queue: str, policy: Policy, deliver: Deliver, log: Log,
+    def __init__(self, store: JobStore, queue: str, policy: Policy, deliver: Deliver, log: Log,
                  owner: str) -> None:
         self.store = store
         self.queue = queue
@@ -40,6 +40,7 @@ class Consumer:
         self._next_expiry_check = 0.0
         self._drained = False  # the last claim took everything deliverable
         self._claim_batch = max(1, policy.concurrency // 4)
+        self._claimed_at = 0.0  # the time the last claim looked at
         self._expired: set[str] = set()  # deliveries cancelled because their lease ended
         self._lease_timer: asyncio.TimerHandle | None = None
         self._lease_timer_at = 0.0
@@ -90,6 +91,7 @@ class Consumer:
             return  # claim in batches: one store transaction per few deliveries, not per delivery
         jobs = await self.store.claim(self.queue, now, free, fifo=self.policy.fifo,
                                       lease_s=self.policy.visibility_s, owner=self.owner)
+        self._claimed_at = now
         self._drained = len(jobs) < free
         for job in jobs:
             self.leases[job.id] = job.lease_until or now + self.policy.visibility_s
@@ -106,6 +108,11 @@ class Consumer:
                 try:
                     due = await self.store.next_due(self.queue)
                 except StoreError:
+                    due = None
+                if due is not None and self.policy.fifo and due <= self._claimed_at:
+                    # Due already at the last claim, yet not claimed: a FIFO job behind its group's
+                    # head, which is being handled. The head's end wakes us (or its lease end, on
+                    # another engine, at the idle recheck); claiming again now would spin.
                     due = None
             timeout = IDLE_RECHECK if due is None else min(max(due - time.time(), 0.0), IDLE_RECHECK)
             free = self.policy.concurrency - len(self._inflight)

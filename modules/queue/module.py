@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from typing import Any, cast
+from typing import Any
 
 import psutil
 
@@ -74,7 +74,6 @@ class QueueModule(Module):
 
     def __init__(self, ctx: ModuleContext, config: QueueModuleConfig) -> None:
         super().__init__(ctx, config)
-        # Consumer is annotated with QueueStore; it only uses the JobStore methods (hence the casts)
         self.store = self._build_store(config, ctx)
         self.owner = _owner_id()
         self.subscriptions: dict[tuple[str, str], _Subscription] = {}
@@ -164,7 +163,7 @@ class QueueModule(Module):
         self.ctx.tasks.create_task(consumer.run(), name=f"queue-{consumer.queue}")
 
     def _named_consumer(self, name: str, policy: Policy) -> Consumer:
-        consumer = Consumer(cast(QueueStore, self.store), f"fn:{name}", policy, self._call_job, self._log, self.owner)
+        consumer = Consumer(self.store, f"fn:{name}", policy, self._call_job, self._log, self.owner)
         self.named[name] = consumer
         self._spawn(consumer)
         return consumer
@@ -187,7 +186,7 @@ class QueueModule(Module):
         sub = self.subscriptions.get(key)
         if sub is None:
             queue = f"topic:{topic}:{trigger.function_id}"
-            consumer = Consumer(cast(QueueStore, self.store), queue, policy, self._topic_job, self._log, self.owner)
+            consumer = Consumer(self.store, queue, policy, self._topic_job, self._log, self.owner)
             sub = self.subscriptions[key] = _Subscription(topic, trigger.function_id, policy, consumer)
             if not any(s.topic == topic for k, s in self.subscriptions.items() if k != key):
                 kept = await self.store.adopt(f"topic:{topic}", queue, trigger.function_id)

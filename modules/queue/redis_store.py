@@ -367,6 +367,8 @@ def _redacted(url: str) -> str:
 
 
 class RedisQueueStore:
+    broker_type = "redis"
+
     def __init__(self, url: str, *, prefix: str = "iii:queue") -> None:
         self.url = url
         self.where = _redacted(url)

@@ -88,6 +88,8 @@ class JobStore(Protocol):
     ``modules.queue.redis_store.RedisQueueStore`` implement it with the same rules (documented on
     ``QueueStore``'s methods)."""
 
+    broker_type: str  # what engine::queue::list_topics / dlq_topics report ("builtin", "redis")
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def push(self, jobs: list[Job]) -> None: ...
@@ -111,6 +113,8 @@ class JobStore(Protocol):
 
 
 class QueueStore:
+    broker_type = "builtin"
+
     def __init__(self, path: Path | None) -> None:
         self.path = path  # None: in memory
         self._db = SqliteThread(path, self._setup, name="queue")

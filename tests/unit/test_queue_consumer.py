@@ -92,3 +92,49 @@ def test_an_extended_lease_keeps_the_handler_running_and_it_is_acknowledged() ->
         await store.close()
 
     asyncio.run(main())
+
+
+def test_a_fifo_job_behind_its_running_group_head_does_not_make_the_loop_spin() -> None:
+    """The waiting job is due but blocked by its head: the loop sleeps until the head is done."""
+
+    class CountingStore(QueueStore):
+        claims = 0
+
+        async def claim(self, *args: Any, **kwargs: Any) -> list[Job]:
+            CountingStore.claims += 1
+            return await super().claim(*args, **kwargs)
+
+    async def main() -> None:
+        store = CountingStore(None)
+        await store.open()
+        gate, head_running, all_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        handled: list[str] = []
+
+        async def deliver(job: Job) -> None:
+            if job.id == "a1":
+                head_running.set()
+                await gate.wait()
+            handled.append(job.id)
+            if len(handled) == 2:
+                all_done.set()
+
+        now = time.time()
+        await store.push([Job(i, "q", "topic", "fn", {}, "a", available_at=now, created_at=now) for i in ("a1", "a2")])
+        policy = Policy(fifo=True, group_field="g", concurrency=4)
+        consumer = Consumer(store, "q", policy, deliver, lambda *a, **k: None, owner="test")
+        task = asyncio.get_running_loop().create_task(consumer.run())
+        try:
+            async with asyncio.timeout(10):
+                await head_running.wait()
+                before = CountingStore.claims
+                await asyncio.sleep(0.3)  # the window in which a spinning loop would claim hundreds of times
+                assert CountingStore.claims - before <= 2
+                gate.set()
+                await all_done.wait()
+        finally:
+            consumer.close()
+            await asyncio.wait_for(task, 5)
+        assert handled == ["a1", "a2"]
+        await store.close()
+
+    asyncio.run(main())
