@@ -10,6 +10,7 @@ restarting keeps its queue (its trigger stays held), so a reload never drops a m
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -23,7 +24,7 @@ from modules.base import Module, ModuleContext
 from modules.queue.admin import register_admin_functions
 from modules.queue.config import Policy, QueueModuleConfig, subscriber_policy
 from modules.queue.consumer import Consumer
-from modules.queue.store import Job, JobStore, QueueStore, StoreError
+from modules.queue.store import Job, JobStore, QueueStore, StoreError, Subscriber
 from modules.triggers import SKIPPED, ConditionalTriggers
 from supervisor.config_schema import parse_dataclass
 from supervisor.core.builtin_input import Input
@@ -31,6 +32,12 @@ from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType
 from supervisor.errors import ConfigError, EngineError, InvocationError, TriggerConfigError
 
 TRIGGER_TYPES = ("durable:subscriber", "queue")
+# Subscriptions live in the store too, so an engine publishing to a topic also reaches subscribers
+# whose worker runs on another engine sharing the store. Each engine reads them at most this often:
+REMOTE_SUBSCRIBERS_TTL = 1.0
+MAINTAIN_EVERY = 5.0  # seconds between housekeeping rounds (parked messages, subscription refresh)
+REFRESH_SUBSCRIPTIONS_EVERY = 60.0  # ``seen_at`` of the subscriptions this engine holds
+FORGET_SUBSCRIBER_AFTER = 24 * 3600.0  # not held by any engine that long: publishes stop making jobs for it
 
 
 def _owner_id() -> str:
@@ -83,6 +90,9 @@ class QueueModule(Module):
         # and instances sharing the store, and several times cheaper than uuid4 per message.
         prefix, counter = secrets.token_hex(12), itertools.count(1)
         self._new_id = lambda: f"{prefix}-{next(counter)}"
+        self._remote: dict[str, list[Subscriber]] = {}  # topic -> subscriptions known to the store
+        self._remote_read_at = float("-inf")
+        self._stopping = asyncio.Event()
 
     @classmethod
     def _build_store(cls, config: QueueModuleConfig, ctx: ModuleContext) -> JobStore:
@@ -146,11 +156,13 @@ class QueueModule(Module):
             self.core.registry.register_function(FunctionDef(fid, engine, handler, description=text,
                                                              enforces_deadline=fid != "iii::queue::extend_visibility"))
         register_admin_functions(self)
+        self.ctx.tasks.create_task(self._maintain(), name="queue-maintenance")
         for type_id in TRIGGER_TYPES:
             await self.core.registry.register_trigger_type(TriggerType(
                 type_id, _SubscriberProvider(self), engine, description="Durable queue subscriber of a topic"))
 
     async def stop(self) -> None:
+        self._stopping.set()
         for consumer in self._consumers():
             consumer.close()
         await self.conditions.close()
@@ -188,11 +200,13 @@ class QueueModule(Module):
             queue = f"topic:{topic}:{trigger.function_id}"
             consumer = Consumer(self.store, queue, policy, self._topic_job, self._log, self.owner)
             sub = self.subscriptions[key] = _Subscription(topic, trigger.function_id, policy, consumer)
-            if not any(s.topic == topic for k, s in self.subscriptions.items() if k != key):
-                kept = await self.store.adopt(f"topic:{topic}", queue, trigger.function_id)
-                if kept:
-                    self._log("info", f"{kept} message(s) kept for topic {topic!r} go to its first subscriber "
-                              f"{trigger.function_id!r}", function_id=trigger.function_id)
+            try:
+                await self.store.register_subscribers([self._registration(sub, time.time())])
+                if not any(s.topic == topic for k, s in self.subscriptions.items() if k != key):
+                    await self._adopt_parked(sub)
+            except StoreError as exc:  # the consumer still starts; maintenance retries the registration
+                self._log("warn", f"queue store: could not record the subscription of {trigger.function_id!r} "
+                          f"to {topic!r}: {exc}", function_id=trigger.function_id)
             self._spawn(consumer)
         sub.triggers[trigger.id] = trigger
 
@@ -202,6 +216,70 @@ class QueueModule(Module):
             if sub.triggers.pop(trigger.id, None) is not None and not sub.triggers:
                 sub.consumer.close()  # its messages stay queued for when it subscribes again
                 del self.subscriptions[key]
+
+    @staticmethod
+    def _registration(sub: _Subscription, now: float) -> Subscriber:
+        policy = sub.policy
+        return Subscriber(sub.topic, sub.consumer.queue, sub.function_id, policy.delay_s,
+                          policy.group_field if policy.fifo else None, now)
+
+    async def _adopt_parked(self, sub: _Subscription) -> None:
+        """Messages published while a topic had no subscriber anywhere go to its first one."""
+        kept = await self.store.adopt(f"topic:{sub.topic}", sub.consumer.queue, sub.function_id)
+        if kept:
+            self._log("info", f"{kept} message(s) kept for topic {sub.topic!r} go to its first subscriber "
+                      f"{sub.function_id!r}", function_id=sub.function_id)
+            sub.consumer.wake()
+
+    async def _maintain(self) -> None:
+        """Housekeeping while the engine runs: refresh the subscriptions this engine holds (so other
+        engines keep publishing to them) and hand messages parked for a topic to a local subscriber
+        (parked on another engine that did not know about it yet)."""
+        refreshed = 0.0
+        failing = False
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), MAINTAIN_EVERY)
+                return
+            except TimeoutError:
+                pass
+            try:
+                now = time.time()
+                if now - refreshed >= REFRESH_SUBSCRIPTIONS_EVERY:
+                    await self.store.register_subscribers(
+                        [self._registration(sub, now) for sub in self.subscriptions.values()])
+                    refreshed = now
+                firsts: dict[str, _Subscription] = {}
+                for sub in self.subscriptions.values():
+                    firsts.setdefault(sub.topic, sub)
+                for sub in firsts.values():
+                    await self._adopt_parked(sub)
+                failing = False
+            except StoreError as exc:
+                if not failing:
+                    self._log("warn", f"queue store: housekeeping failed, retrying: {exc}")
+                failing = True
+
+    async def _remote_subscribers(self, topic: str, local: list[_Subscription]) -> list[Subscriber]:
+        """Subscribers of ``topic`` held by other engines (or by nobody right now), from the store;
+        re-read at most every ``REMOTE_SUBSCRIBERS_TTL`` seconds, or before a message would be parked
+        for want of any subscriber (one read more per publish to a topic nobody subscribes to)."""
+        now = time.time()
+        unknown = not local and not self._remote.get(topic)
+        if unknown or now - self._remote_read_at > REMOTE_SUBSCRIBERS_TTL:
+            self._remote_read_at = now  # concurrent publishes use the copy at hand meanwhile
+            try:
+                known = await self.store.subscribers()
+            except StoreError as exc:
+                self._log("warn", f"queue store: could not read the subscriptions of other engines: {exc}")
+            else:
+                by_topic: dict[str, list[Subscriber]] = {}
+                for sub in known:
+                    if now - sub.seen_at < FORGET_SUBSCRIBER_AFTER:
+                        by_topic.setdefault(sub.topic, []).append(sub)
+                self._remote = by_topic
+        mine = {s.consumer.queue for s in local}
+        return [r for r in self._remote.get(topic, ()) if r.queue not in mine]
 
     async def _topic_job(self, job: Job) -> Any:
         sub = next((s for s in self.subscriptions.values() if s.consumer.queue == job.queue), None)
@@ -224,11 +302,15 @@ class QueueModule(Module):
     # -- producers -------------------------------------------------------------------------------
 
     def _group(self, policy: Policy, data: Any) -> str:
-        if not policy.fifo or not policy.group_field:
+        return self._group_by(policy.group_field if policy.fifo else None, data)
+
+    @staticmethod
+    def _group_by(group_field: str | None, data: Any) -> str:
+        if not group_field:
             return ""
-        value = data.get(policy.group_field) if isinstance(data, dict) else None
+        value = data.get(group_field) if isinstance(data, dict) else None
         if value is None:
-            raise InvocationError(f"fifo queue needs the message group field {policy.group_field!r} in the data",
+            raise InvocationError(f"fifo queue needs the message group field {group_field!r} in the data",
                                   code="enqueue_error")
         return str(value)
 
@@ -243,6 +325,10 @@ class QueueModule(Module):
         jobs = [Job(self._new_id(), s.consumer.queue, topic, s.function_id, data, self._group(s.policy, data),
                     available_at=now + s.policy.delay_s, created_at=now, traceparent=invocation.traceparent,
                     baggage=invocation.baggage) for s in subs]
+        for r in await self._remote_subscribers(topic, subs):
+            jobs.append(Job(self._new_id(), r.queue, topic, r.function_id, data,
+                            self._group_by(r.group_field, data), available_at=now + r.delay_s, created_at=now,
+                            traceparent=invocation.traceparent, baggage=invocation.baggage))
         if not jobs:  # kept for the first subscriber
             jobs = [Job(self._new_id(), f"topic:{topic}", topic, None, data, available_at=now, created_at=now,
                         traceparent=invocation.traceparent, baggage=invocation.baggage)]

@@ -25,6 +25,7 @@ touch keys they compute):
 ``P:owned:<owner>`` / ``P:owners``    set of jobs leased by an owner / set of owners with leases
 ``P:stats``                           hash: ``<state>:<display>`` -> count (absent when 0)
 ``P:queues``                          hash: queue -> count of unfinished jobs (absent when 0)
+``P:subscribers``                     hash: ``<topic> NUL <queue>`` -> a topic subscription (JSON), for every engine
 ====================================  ===========================================================
 
 Why ``ready`` and a mark: claims are ordered by ``seq`` among the jobs due *now*, while jobs become
@@ -47,7 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from modules.queue.store import Job, StoreError
+from modules.queue.store import Job, StoreError, Subscriber
 
 T = TypeVar("T")
 
@@ -475,3 +476,13 @@ class RedisQueueStore:
 
     async def queues(self) -> list[str]:
         return list(await self._cmd("HKEYS", f"{self.prefix}queues"))
+
+    async def register_subscribers(self, subscribers: list[Subscriber]) -> None:
+        """``P:subscribers``: a hash of ``<topic> NUL <queue>`` -> the subscription as JSON."""
+        if subscribers:
+            fields = [x for sub in subscribers for x in (f"{sub.topic}\0{sub.queue}", sub.to_json())]
+            await self._cmd("HSET", f"{self.prefix}subscribers", *fields)
+
+    async def subscribers(self) -> list[Subscriber]:
+        raw = await self._cmd("HVALS", f"{self.prefix}subscribers")
+        return sorted((Subscriber.from_json(v) for v in raw), key=lambda s: (s.topic, s.queue))

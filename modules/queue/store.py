@@ -47,9 +47,40 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, state, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_display ON jobs (display, state, seq);
+CREATE TABLE IF NOT EXISTS subscribers (
+    topic TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    function_id TEXT NOT NULL,
+    delay_s REAL NOT NULL DEFAULT 0,
+    group_field TEXT,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (topic, queue)
+);
 """
 _COLUMNS = ("id, queue, display, function_id, data, group_id, state, attempts, available_at, lease_until, owner, "
             "created_at, failed_at, last_error, traceparent, baggage")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A topic subscription as every engine sharing the store sees it: an engine publishing to a
+    topic makes a job for each, also for subscribers whose worker runs on another engine (or is
+    restarting). ``seen_at``: refreshed while an engine holds the subscription."""
+
+    topic: str
+    queue: str
+    function_id: str
+    delay_s: float = 0.0
+    group_field: str | None = None  # FIFO subscribers: the payload field naming the message group
+    seen_at: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps([self.topic, self.queue, self.function_id, self.delay_s, self.group_field, self.seen_at])
+
+    @classmethod
+    def from_json(cls, text: str) -> Subscriber:
+        topic, queue, function_id, delay_s, group_field, seen_at = json.loads(text)
+        return cls(topic, queue, function_id, float(delay_s), group_field, float(seen_at))
 
 
 @dataclass
@@ -110,6 +141,8 @@ class JobStore(Protocol):
     async def count_dead(self, display: str, job_id: str | None = None) -> int: ...
     async def discard(self, display: str, job_id: str) -> int: ...
     async def queues(self) -> list[str]: ...
+    async def register_subscribers(self, subscribers: list[Subscriber]) -> None: ...
+    async def subscribers(self) -> list[Subscriber]: ...
 
 
 class QueueStore:
@@ -260,3 +293,17 @@ class QueueStore:
         """Internal queues holding unfinished jobs (consumers to start after a restart)."""
         return await self._run(lambda db: [r[0] for r in db.execute(
             "SELECT DISTINCT queue FROM jobs WHERE state IN ('waiting','active')")])
+
+    # -- the topic subscribers every engine sharing this store sees --------------------------------
+
+    async def register_subscribers(self, subscribers: list[Subscriber]) -> None:
+        """Add or refresh (``seen_at``) subscriptions."""
+        rows = [(s.topic, s.queue, s.function_id, s.delay_s, s.group_field, s.seen_at) for s in subscribers]
+        await self._run(lambda db: db.executemany(
+            "INSERT INTO subscribers (topic, queue, function_id, delay_s, group_field, seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic, queue) DO UPDATE SET function_id=excluded.function_id, "
+            "delay_s=excluded.delay_s, group_field=excluded.group_field, seen_at=excluded.seen_at", rows))
+
+    async def subscribers(self) -> list[Subscriber]:
+        return await self._run(lambda db: [Subscriber(*row) for row in db.execute(
+            "SELECT topic, queue, function_id, delay_s, group_field, seen_at FROM subscribers ORDER BY topic, queue")])

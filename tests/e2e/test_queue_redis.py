@@ -41,8 +41,8 @@ worker.run()
 '''
 
 
-def _config(url: str, prefix: str) -> str:
-    return textwrap.dedent(f"""\
+def _config(url: str, prefix: str, *, worker: bool = True) -> str:
+    config = textwrap.dedent(f"""\
         port: 0
         modules:
           - class: modules::queue::QueueModule
@@ -50,9 +50,10 @@ def _config(url: str, prefix: str) -> str:
               adapter:
                 class: modules::queue::RedisAdapter
                 config: {{redis_url: '{url}', prefix: '{prefix}'}}
-          - class: modules::shell::ExecModule
-            config: {{name: jobs, exec: ["python worker.py"]}}
         """)
+    if worker:
+        config += '  - class: modules::shell::ExecModule\n    config: {name: jobs, exec: ["python worker.py"]}\n'
+    return config
 
 
 @pytest.fixture
@@ -63,16 +64,17 @@ def engines(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     prefix = f"iii-test-{uuid.uuid4().hex[:12]}:queue"
     started: list[EngineProcess] = []
 
-    def start(name: str, *, hold: bool = False) -> EngineProcess:
+    def start(name: str, *, hold: bool = False, worker: bool = True) -> EngineProcess:
         app = tmp_path / name
         app.mkdir()
         (app / "worker.py").write_text(WORKER)
         if hold:
             (app / "hold").touch()
-        (app / "config.yaml").write_text(_config(url, prefix))
+        (app / "config.yaml").write_text(_config(url, prefix, worker=worker))
         engine = EngineProcess(app, app / "config.yaml")
         started.append(engine)
-        engine.wait_message("worker ready", source="jobs", timeout=20)
+        engine.wait_message("worker ready" if worker else "engine ready", source="jobs" if worker else None,
+                            timeout=20)
         return engine
 
     yield start
@@ -156,3 +158,20 @@ def test_messages_leased_by_a_killed_engine_are_delivered_by_the_other_after_the
             assert event["attempt"] == 2  # the lease on the killed engine counted as the first attempt
             # not before the lease the killed engine took ended
             assert _ts(event) - _ts(held[event["id"]]) >= VISIBILITY_S - 0.25
+
+
+def test_an_engine_without_subscribers_publishes_to_the_subscribers_of_another(engines):
+    """A publish-only engine (an API instance, say) reaches subscribers whose workers run elsewhere:
+    subscriptions live in the shared store; a message published while nobody subscribes anywhere is
+    kept and goes to the first subscriber, even one on another engine."""
+    producer = engines("producer", worker=False)
+    _call(producer, [("iii::durable::publish", {"topic": "work", "data": {"id": 0}})])  # nobody subscribes yet
+    consumer = engines("consumer")
+    wait_until(lambda: [e["id"] for e in _events(consumer, "handled")] == [0], timeout=20,
+               what="the message kept while nobody subscribed to reach the new subscriber")
+    _call(producer, [("iii::durable::publish", {"topic": "work", "data": {"id": i}}) for i in (1, 2, 3)])
+    # Straight into the subscriber's queue, found by the consumer's next look (<= 1 s): not parked
+    # for the 5 s housekeeping round to hand over.
+    wait_until(lambda: sorted(e["id"] for e in _events(consumer, "handled")) == [0, 1, 2, 3], timeout=3.5,
+               what="messages published on the producer handled by the consumer's worker")
+    _wait_drained(consumer)

@@ -224,3 +224,21 @@ def test_redis_store_matches_the_sql_store_on_random_operations(redis_prefix):
         await red.close()
 
     run(main())
+
+
+def test_topic_subscriptions_are_shared_through_the_store(store):
+    """What another engine publishing to the topic reads to reach this engine's subscribers."""
+    from modules.queue.store import Subscriber
+
+    async def main() -> None:
+        await store.open()
+        assert await store.subscribers() == []
+        a = Subscriber("orders", "topic:orders:a", "a", 0.0, None, 10.0)
+        b = Subscriber("orders", "topic:orders:b", "b", 2.5, "customer", 10.0)
+        await store.register_subscribers([a, b])
+        await store.register_subscribers([Subscriber("orders", "topic:orders:a", "a", 1.0, None, 20.0)])  # refresh
+        assert await store.subscribers() == [Subscriber("orders", "topic:orders:a", "a", 1.0, None, 20.0), b]
+        await store.register_subscribers([])
+        await store.close()
+
+    run(main())
