@@ -101,7 +101,8 @@ class QueueModule(Module):
             from modules.queue.redis_store import RedisQueueConfig, RedisQueueStore  # redis only when used
 
             rc = parse_dataclass(RedisQueueConfig, entry.config, f"{ctx.entry_path}.config.adapter.config")
-            return RedisQueueStore(rc.redis_url, prefix=rc.prefix)
+            return RedisQueueStore(rc.redis_url, prefix=rc.prefix,
+                                   log=lambda level, message, **f: ctx.core.log(level, message, source="queue", **f))
         return QueueStore(cls._store_path(config, ctx))
 
     @staticmethod
@@ -132,6 +133,7 @@ class QueueModule(Module):
     async def start(self) -> None:
         try:
             await self.store.open()
+            await self.store.watch(self._wake_queue, self.ctx.tasks)
             gone = [o for o in await self.store.owners() if o != self.owner and _owner_gone(o)]
             if await self.store.release_owned_by(gone):
                 self.core.log("info", "queue: messages that were being handled when the engine stopped are "
@@ -179,6 +181,12 @@ class QueueModule(Module):
         self.named[name] = consumer
         self._spawn(consumer)
         return consumer
+
+    def _wake_queue(self, queue: str) -> None:
+        """Jobs were pushed to ``queue`` (by any engine sharing the store): its consumer looks now."""
+        for consumer in self._consumers():
+            if consumer.queue == queue:
+                consumer.wake()
 
     def _log(self, level: str, message: str, **fields: Any) -> None:
         self.core.log(level, message, source="queue", **fields)

@@ -39,6 +39,7 @@ first claim of a queue with a large backlog moves the whole backlog once.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -49,6 +50,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from modules.queue.store import Job, StoreError, Subscriber
+from modules.redis_listener import Log, RedisListener, RedisUnavailable
 
 T = TypeVar("T")
 
@@ -138,7 +140,7 @@ end
 
 # ARGV: P, n, then per job: id, field count, field, value, ...
 _PUSH = r"""
-local n, i, jobs, seen = tonumber(ARGV[2]), 3, {}, {}
+local n, i, jobs, seen, woken = tonumber(ARGV[2]), 3, {}, {}, {}
 for k = 1, n do
   local id, nf = ARGV[i], tonumber(ARGV[i + 1])
   if seen[id] or redis.call('EXISTS', jkey(id)) == 1 then
@@ -154,9 +156,12 @@ for k = 1, n do
   local args = {'HSET', jkey(id), 'seq', string.format('%d', first + k)}
   for x = 0, 2 * nf - 1 do args[#args + 1] = ARGV[at + x] end
   redis.call(unpack(args))
-  redis.call('SADD', P .. 'jobs:' .. redis.call('HGET', jkey(id), 'queue'), id)
+  local queue = redis.call('HGET', jkey(id), 'queue')
+  redis.call('SADD', P .. 'jobs:' .. queue, id)
   link(id)
+  woken[queue] = true
 end
+for queue in pairs(woken) do redis.call('PUBLISH', P .. 'wake', queue) end  -- consumers on every engine
 return n
 """
 
@@ -171,6 +176,7 @@ for _, id in ipairs(ids) do
   redis.call('SREM', P .. 'jobs:' .. from, id)
   redis.call('SADD', P .. 'jobs:' .. to, id)
 end
+if #ids > 0 then redis.call('PUBLISH', P .. 'wake', to) end
 return #ids
 """
 
@@ -370,8 +376,10 @@ def _redacted(url: str) -> str:
 class RedisQueueStore:
     broker_type = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "iii:queue") -> None:
+    def __init__(self, url: str, *, prefix: str = "iii:queue", log: Log | None = None) -> None:
         self.url = url
+        self._log: Log = log or (lambda *args, **kwargs: None)
+        self._listener: RedisListener | None = None
         self.where = _redacted(url)
         self.prefix = prefix if prefix.endswith(":") else prefix + ":"
         self._client = aioredis.from_url(url, decode_responses=True)
@@ -401,7 +409,19 @@ class RedisQueueStore:
     async def open(self) -> None:
         await self._cmd("PING")
 
+    async def watch(self, wake: Callable[[str], None], tasks: Any) -> None:
+        """Call ``wake(queue)`` when any engine pushes jobs to ``queue`` (``P:wake``), so consumers
+        on every engine start at once instead of at their next idle recheck."""
+        self._listener = RedisListener(self._client, self.where, on_message=lambda _channel, queue: wake(str(queue)),
+                                       log=self._log, what="queue wake-ups", channels=(f"{self.prefix}wake",))
+        try:
+            await self._listener.open(tasks)
+        except RedisUnavailable as exc:
+            raise StoreError(str(exc)) from exc
+
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._client.aclose()
 
     # -- producing -------------------------------------------------------------------------------

@@ -143,6 +143,7 @@ class JobStore(Protocol):
     async def queues(self) -> list[str]: ...
     async def register_subscribers(self, subscribers: list[Subscriber]) -> None: ...
     async def subscribers(self) -> list[Subscriber]: ...
+    async def watch(self, wake: Callable[[str], None], tasks: Any) -> None: ...
 
 
 class QueueStore:
@@ -170,6 +171,10 @@ class QueueStore:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def watch(self, wake: Callable[[str], None], tasks: Any) -> None:
+        """Engines sharing a SQLite file are not told of each other's pushes: their consumers find
+        new jobs at their next idle recheck (at most a second later)."""
 
     # -- producing -------------------------------------------------------------------------------
 

@@ -242,3 +242,31 @@ def test_topic_subscriptions_are_shared_through_the_store(store):
         await store.close()
 
     run(main())
+
+
+def test_a_push_on_one_redis_store_wakes_the_consumers_of_every_engine(redis_prefix):
+    """Engines sharing Redis hear of each other's pushes at once (not at their next idle recheck)."""
+    url, prefix = redis_prefix
+
+    async def main() -> None:
+        woken: asyncio.Queue[str] = asyncio.Queue()
+        here, there = RedisQueueStore(url, prefix=prefix), RedisQueueStore(url, prefix=prefix)
+        async with asyncio.TaskGroup() as tasks:
+            await here.open()
+            await there.open()
+            await here.watch(woken.put_nowait, tasks)
+            try:
+                await there.push([job("a"), job("b")])
+                async with asyncio.timeout(5):
+                    assert await woken.get() == "q"
+                await there.push([Job("k1", "topic:t", "t", None, {}, "", available_at=0, created_at=0)])
+                async with asyncio.timeout(5):
+                    assert await woken.get() == "topic:t"
+                await there.adopt("topic:t", "topic:t:fn", "fn")
+                async with asyncio.timeout(5):
+                    assert await woken.get() == "topic:t:fn"
+            finally:
+                await here.close()
+                await there.close()
+
+    run(main())
