@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from datetime import UTC, datetime
 
-from iii_stdio import State, Streams, Worker, ops
+from iii_stdio import State, Streams, Worker, current_invocation
 
 worker = Worker()
 state = State(worker)
@@ -56,12 +56,6 @@ def save(order: dict, **changes: object) -> dict:
     return order
 
 
-def max_attempts() -> int:
-    """The queue's own policy (config.yaml, queue_configs.orders.max_retries), asked from the engine."""
-    stats = worker.trigger("engine::queue::topic_stats", {"topic": "orders"})
-    return int(stats["config"]["maxRetries"])
-
-
 @worker.function("orders::process", description="Charge an order's card and record the outcome")
 def process(job: dict) -> dict:
     order = state.get("orders", job["id"])
@@ -70,11 +64,12 @@ def process(job: dict) -> dict:
         return {"skipped": True}
     if order["status"] == "paid":  # a redelivery after a crash: the work is done
         return {"id": order["id"], "status": "paid"}
-    attempts = state.update("payments", order["id"], [ops.increment("attempts")])["new_value"]["attempts"]
+    delivery = current_invocation().metadata["queue"]  # {message_id, queue, attempt, max_attempts}
+    attempts = delivery["attempt"]
     try:
         charge_id = charge(order, attempts)
     except PaymentError as exc:
-        last = attempts >= max_attempts()
+        last = attempts >= delivery["max_attempts"]
         save(order, status="failed" if last else "retrying", attempts=attempts, last_error=str(exc))
         raise  # the queue retries with backoff; after the last attempt: the dead-letter queue
     order = save(order, status="paid", attempts=attempts, charge_id=charge_id, note=THANKS, last_error=None)
