@@ -21,7 +21,7 @@ from supervisor.config_schema import parse_dataclass
 from supervisor.core.core import Core
 from supervisor.core.engine_events import EngineEvents
 from supervisor.core.http_functions import HttpFunctionClient
-from supervisor.errors import EngineError
+from supervisor.errors import ConfigError, EngineError
 from supervisor.logview import LogView
 
 DEFAULT_SHUTDOWN_GRACE = 10.0
@@ -61,6 +61,10 @@ class Engine:
                 code = await self._serve(tg, plans, guardian)
                 for task in list(self._tasks):
                     task.cancel()
+        except ExceptionGroup as group:  # a module refused its config when built: say so plainly
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], ConfigError):
+                raise group.exceptions[0] from None
+            raise
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)

@@ -235,6 +235,11 @@ def test_cli_config_errors_name_the_place(tmp_path):
     cfg.write_text("modules:\n  - class: modules::shell::ExecModule\n    config: {exec: [x], watchh: []}\n")
     r = run_cli("run", "--config", str(cfg))
     assert r.returncode == 2 and "modules[0].config.watchh" in r.stderr and "valid keys" in r.stderr
+    # an adapter a module only checks when it is built (after the worker port opened): still plain
+    cfg.write_text("port: 0\nmodules:\n  - class: modules::cron::CronModule\n"
+                   "    config: {adapter: {class: modules::cron::Nope}}\n")
+    r = run_cli("run", "--config", str(cfg))
+    assert r.returncode == 2 and "modules[0].config.adapter.class" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("run", "--config", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "missing.yaml" in r.stderr and "does not exist" in r.stderr
     r = run_cli("--version")
