@@ -27,9 +27,11 @@ def new_traceparent() -> str:
 def child_traceparent(parent: str | None) -> str:
     """A traceparent for a call made under ``parent`` (same trace, new span); a new trace if invalid."""
     if isinstance(parent, str) and parent:
-        m = _TRACEPARENT.match(parent.strip().lower())
-        if m and m.group(2) != _ZERO_TRACE and m.group(3) != _ZERO_SPAN and m.group(1) != "ff":
-            return f"00-{m.group(2)}-{_fast_bits(64) or 1:016x}-{m.group(4)}"
+        m = _TRACEPARENT.match(parent) or _TRACEPARENT.match(parent.strip().lower())  # the usual case first
+        if m:
+            version, trace, span, flags = m.groups()
+            if trace != _ZERO_TRACE and span != _ZERO_SPAN and version != "ff":
+                return f"00-{trace}-{_fast_bits(64) or 1:016x}-{flags}"
     return new_traceparent()
 
 
