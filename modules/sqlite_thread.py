@@ -30,7 +30,8 @@ class SqliteThread:
         self.path = path
         self._setup = setup
         self._name = name
-        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()  # lists of calls, or _STOP
+        self._pending: list[tuple[Any, ...]] = []  # calls of this loop turn, handed over together
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -49,19 +50,27 @@ class SqliteThread:
             self._thread.start()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._calls.put((fn, fut, loop))
+        self._pending.append((fn, fut, loop))
+        if len(self._pending) == 1:  # one hand-off (one thread wake-up) per loop turn, not per call
+            loop.call_soon(self._hand_over)
         return await fut
+
+    def _hand_over(self) -> None:
+        calls, self._pending = self._pending, []
+        self._calls.put(calls)
 
     def submit(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         """Queue housekeeping (a checkpoint) nobody waits for; its errors are dropped with it."""
         if not self._closed and self._thread is not None:
-            self._calls.put((fn, None, None))
+            self._calls.put([(fn, None, None)])
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._thread is not None:
+            if self._pending:  # calls of this loop turn not handed over yet still run
+                self._hand_over()
             self._calls.put(_STOP)
             await asyncio.to_thread(self._thread.join)
 
@@ -80,15 +89,19 @@ class SqliteThread:
         db: sqlite3.Connection | None = None
         stopping = False
         while not stopping:
-            batch = [self._calls.get()]
-            while len(batch) < MAX_BATCH:
+            batch: list[Any] = []
+            item = self._calls.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.extend(item)
+                if len(batch) >= MAX_BATCH:
+                    break
                 try:
-                    batch.append(self._calls.get_nowait())
+                    item = self._calls.get_nowait()
                 except queue.Empty:
                     break
-            if _STOP in batch:
-                stopping = True
-                batch = [item for item in batch if item is not _STOP]
             if not batch:
                 continue
             try:

@@ -35,6 +35,7 @@ TRIGGER_TYPES = ("durable:subscriber", "queue")
 # Subscriptions live in the store too, so an engine publishing to a topic also reaches subscribers
 # whose worker runs on another engine sharing the store. Each engine reads them at most this often:
 REMOTE_SUBSCRIBERS_TTL = 1.0
+UNKNOWN_TOPIC_RECHECK = 0.05  # before parking a message for want of subscribers (parked ones are handed over)
 MAINTAIN_EVERY = 5.0  # seconds between housekeeping rounds (parked messages, subscription refresh)
 REFRESH_SUBSCRIPTIONS_EVERY = 60.0  # ``seen_at`` of the subscriptions this engine holds
 FORGET_SUBSCRIBER_AFTER = 24 * 3600.0  # not held by any engine that long: publishes stop making jobs for it
@@ -270,11 +271,13 @@ class QueueModule(Module):
 
     async def _remote_subscribers(self, topic: str, local: list[_Subscription]) -> list[Subscriber]:
         """Subscribers of ``topic`` held by other engines (or by nobody right now), from the store;
-        re-read at most every ``REMOTE_SUBSCRIBERS_TTL`` seconds, or before a message would be parked
-        for want of any subscriber (one read more per publish to a topic nobody subscribes to)."""
+        re-read at most every ``REMOTE_SUBSCRIBERS_TTL`` seconds, or ``UNKNOWN_TOPIC_RECHECK`` before a
+        message would be parked for want of any subscriber (a message parked meanwhile is still handed
+        to the first subscriber by the housekeeping round)."""
         now = time.time()
         unknown = not local and not self._remote.get(topic)
-        if unknown or now - self._remote_read_at > REMOTE_SUBSCRIBERS_TTL:
+        age = now - self._remote_read_at
+        if age > REMOTE_SUBSCRIBERS_TTL or (unknown and age > UNKNOWN_TOPIC_RECHECK):
             self._remote_read_at = now  # concurrent publishes use the copy at hand meanwhile
             try:
                 known = await self.store.subscribers()

@@ -40,8 +40,9 @@ def test_concurrent_calls_share_a_transaction_and_a_failure_undoes_only_its_own_
         assert await asyncio.to_thread(entered.wait, 5)  # the thread is busy with the blocker
         calls = [db.run(insert("a")), db.run(bad), db.run(insert("b")), db.run(insert("a"))]
         gathered = asyncio.gather(*calls, return_exceptions=True)
-        await asyncio.sleep(0)  # the four calls are queued behind the blocker: one batch, savepoints
-        assert db._calls.qsize() == 4
+        for _ in range(3):  # the four calls queue behind the blocker, handed over together: one batch
+            await asyncio.sleep(0)
+        assert db._calls.qsize() == 1 and not db._pending
         gate.set()
         await first
         a, failed, b, dup = await gathered
