@@ -4,7 +4,7 @@ Prints messages/s for the embedded (SQLite) and in-memory stores, beside a bare 
 producer/consumer moving the same number of messages in one process (the floor of any queue in
 Python on this machine), as a ratio. Target: >= 5k messages/s through a stdio worker.
 
-    .venv/bin/python bench/queue_throughput.py --messages 20000
+    .venv/bin/python bench/queue_throughput.py --messages 20000 [--split]
 """
 
 from __future__ import annotations
@@ -38,6 +38,17 @@ worker.register_trigger("durable:subscriber", "bench::consume",
                         {"topic": "bench", "queue_config": {"concurrency": 64}})
 worker.run()
 '''
+
+
+# For --split: the subscription is made only when asked, so messages are first kept (publish
+# alone), then drained (delivery alone).
+LATE_WORKER = WORKER.replace('''worker.register_trigger("durable:subscriber", "bench::consume",
+                        {"topic": "bench", "queue_config": {"concurrency": 64}})''', '''
+@worker.function("bench::subscribe")
+def subscribe(data):
+    worker.register_trigger("durable:subscriber", "bench::consume",
+                            {"topic": "bench", "queue_config": {"concurrency": 64}})
+''')
 
 
 async def bare_queue(n: int) -> float:
@@ -93,9 +104,37 @@ def engine_rate(n: int, adapter: str) -> tuple[float, float]:
         app.close()
 
 
+def split_rates(n: int) -> tuple[float, float]:
+    """Publish alone (nobody subscribed yet: messages kept), then the drain alone."""
+    exec_block = f"  - class: modules::queue::QueueModule\n  - class: modules::shell::ExecModule\n" \
+                 f"    config: {{name: w, exec: [\"python worker.py {n}\"]}}\n"
+    app = App({"worker.py": LATE_WORKER}, exec_block)
+    try:
+        app.wait_log("function registered: bench::subscribe")
+        url = app.wait_log("worker port listening on")["message"].split("listening on ", 1)[1]
+        t0 = time.perf_counter()
+        asyncio.run(publish_all(url, n, 256))
+        published = time.perf_counter() - t0
+
+        async def subscribe() -> None:
+            raw = await RawWorker.connect(url)
+            try:
+                await raw.result("bench::subscribe", {}, timeout=60)
+            finally:
+                await raw.close()
+
+        t0 = time.perf_counter()
+        asyncio.run(subscribe())
+        app.wait_log("all consumed", timeout=300)
+        return n / published, n / (time.perf_counter() - t0)
+    finally:
+        app.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--split", action="store_true", help="also publish alone, then drain alone (SQLite)")
     args = parser.parse_args()
     n = args.messages
     bare = asyncio.run(bare_queue(n))
@@ -105,6 +144,9 @@ def main() -> None:
         pub, e2e = engine_rate(n, adapter)
         print(f"{name:<28} publish {pub:>8,.0f} msg/s, end to end {e2e:>8,.0f} msg/s "
               f"({e2e / bare:.4f}x bare)")
+    if args.split:
+        pub, drain = split_rates(n)
+        print(f"embedded, split phases:      publish alone {pub:>8,.0f} msg/s, drain alone {drain:>8,.0f} msg/s")
 
 
 if __name__ == "__main__":

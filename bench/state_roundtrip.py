@@ -75,7 +75,8 @@ def bare_sqlite(n: int) -> tuple[float, float]:
         write = (time.perf_counter() - t0) / n * 1e6
         t0 = time.perf_counter()
         for i in range(n):
-            json.loads(db.execute("SELECT value FROM kv WHERE scope=? AND key=?", ("bench", f"k{i % 100}")).fetchone()[0])
+            row = db.execute("SELECT value FROM kv WHERE scope=? AND key=?", ("bench", f"k{i % 100}")).fetchone()
+            json.loads(row[0])
         read = (time.perf_counter() - t0) / n * 1e6
         db.close()
     return write, read
