@@ -40,3 +40,16 @@ def require_tools(*names: str, purpose: str) -> list[str]:
             pytest.fail(f"CI=true but {reason}; install it in the CI image", pytrace=False)
         pytest.skip(reason)
     return [path for path in paths if path is not None]
+
+
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    """Remove every key under ``prefix:`` (a test's own namespace on the shared Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 
 from tests.e2e.conftest import EngineProcess, wait_until
-from tests.services import require_redis
+from tests.services import delete_redis_prefix, require_redis
 
 WORKER = '''
 import sys
@@ -93,12 +93,7 @@ def test_two_engines_sharing_redis_fire_each_tick_exactly_once(start_engine):
     window = sorted(_ts(e["scheduled_time"]) for e in ticks(first) + ticks(second)
                     if start <= _ts(e["scheduled_time"]) < start + 4)
     assert window == [start + i for i in range(4)]  # each tick once between the two engines, none missing
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+    delete_redis_prefix(url, prefix)
 
 
 def test_catch_up_after_a_restart_fires_the_missed_tick_once(start_engine, tmp_path):

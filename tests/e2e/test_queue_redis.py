@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from tests.e2e.conftest import EngineProcess, wait_until
 from tests.e2e.ws_client import RawWorker
-from tests.services import require_redis
+from tests.services import delete_redis_prefix, require_redis
 
 VISIBILITY_S = 2
 
@@ -80,13 +79,7 @@ def engines(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     yield start
     for engine in started:
         engine.close()
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_prefix(url, prefix)
 
 
 def _call(engine: EngineProcess, calls: list[tuple[str, Any]]) -> list[Any]:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.e2e.conftest import EngineProcess
 from tests.e2e.ws_client import RawWorker
-from tests.services import require_redis
+from tests.services import delete_redis_prefix, require_redis
 
 WAIT = 10.0  # seconds any single expected message may take
 
@@ -500,14 +500,5 @@ def test_redis_adapter_shares_items_and_events_between_engines(start_engine, tmp
         asyncio.run(scenario())
     finally:
         writer.close()
-        asyncio.run(_wipe(redis_url, prefix))
+        delete_redis_prefix(redis_url, prefix)
 
-
-async def _wipe(url: str, prefix: str) -> None:
-    from redis import asyncio as aioredis
-
-    client = aioredis.from_url(url)
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()

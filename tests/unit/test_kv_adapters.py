@@ -12,7 +12,7 @@ import pytest
 from modules.kv.base import MISSING, KvAdapter
 from modules.kv.memory import MemoryKv
 from modules.kv.sqlite import SqliteKv
-from tests.services import require_redis
+from tests.services import delete_redis_prefix, require_redis
 
 Factory = Callable[[], KvAdapter]
 
@@ -30,18 +30,9 @@ def make(request, tmp_path: Path) -> Factory:
     from modules.kv.redis import RedisKv
 
     prefix = f"iii-test-{uuid.uuid4().hex[:8]}"
-    request.addfinalizer(lambda: asyncio.run(_wipe(url, prefix)))
+    request.addfinalizer(lambda: delete_redis_prefix(url, prefix))
     return lambda: RedisKv(url, "state", prefix=prefix)
 
-
-async def _wipe(url: str, prefix: str) -> None:
-    from redis import asyncio as aioredis
-
-    client = aioredis.from_url(url)
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 

@@ -7,12 +7,11 @@ import asyncio
 import uuid
 
 import pytest
-import redis
 
 from modules.queue.config import Policy, subscriber_policy
 from modules.queue.redis_store import RedisQueueStore
 from modules.queue.store import Job, QueueStore
-from tests.services import require_redis
+from tests.services import delete_redis_prefix, require_redis
 
 
 def run(coro):
@@ -29,13 +28,7 @@ def redis_prefix():
     url = require_redis()
     prefix = f"iii-test-{uuid.uuid4().hex[:12]}:queue"
     yield url, prefix
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_prefix(url, prefix)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

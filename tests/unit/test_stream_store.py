@@ -12,7 +12,7 @@ from modules.kv.base import MISSING, KvAdapter
 from modules.kv.memory import MemoryKv
 from modules.kv.sqlite import SqliteKv
 from modules.stream.store import StreamStore, scope_of, split_scope
-from tests.services import require_redis
+from tests.services import delete_redis_prefix, require_redis
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -25,18 +25,9 @@ def kv(request, tmp_path: Path) -> KvAdapter:
     from modules.kv.redis import RedisKv
 
     prefix = f"iii-test-{uuid.uuid4().hex[:8]}"
-    request.addfinalizer(lambda: asyncio.run(_wipe(url, prefix)))
+    request.addfinalizer(lambda: delete_redis_prefix(url, prefix))
     return RedisKv(url, "stream", prefix=prefix)
 
-
-async def _wipe(url: str, prefix: str) -> None:
-    from redis import asyncio as aioredis
-
-    client = aioredis.from_url(url)
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 def test_scope_encoding_round_trips_and_never_mixes_streams() -> None:
