@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -131,3 +133,75 @@ class KeepAliveClient:
 def percentiles(samples_us: list[float]) -> tuple[float, float]:
     qs = statistics.quantiles(samples_us, n=100, method="inclusive")
     return qs[49], qs[98]
+
+
+class RawWebSocket:
+    """The cheapest WebSocket client we can write in Python: one blocking socket, text frames out
+    (a zero mask: masking is mandatory for clients, its key may be anything), frames parsed by hand.
+    No event loop and no client library, so what a bench measures is the server."""
+
+    def __init__(self, url: str) -> None:
+        hostport, _, path = url.removeprefix("ws://").partition("/")
+        host, _, port = hostport.partition(":")
+        self.url = url
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self.recv()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"{url}: no WebSocket upgrade: {head!r}")
+
+    def recv(self) -> None:
+        """Read what the socket has into the buffer (blocks if the socket does)."""
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"{self.url}: the server closed the connection")
+        self.buf += data
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        n = len(payload)
+        head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else (
+            bytes([0x80 | opcode, 0xFE]) + struct.pack("!H", n) if n < 65536
+            else bytes([0x80 | opcode, 0xFF]) + struct.pack("!Q", n))
+        self.sock.sendall(head + b"\0\0\0\0" + payload)
+
+    def send_text(self, text: str | bytes) -> None:
+        self.send(0x1, text.encode() if isinstance(text, str) else text)
+
+    def frames(self) -> list[bytes]:
+        """Payloads of the complete data frames already buffered, consumed; pings are answered."""
+        out = []
+        while len(self.buf) >= 2:
+            opcode, size, start = self.buf[0] & 0x0F, self.buf[1] & 0x7F, 2
+            if size >= 126:
+                start = 4 if size == 126 else 10
+                if len(self.buf) < start:
+                    break
+                size = struct.unpack("!H" if start == 4 else "!Q", self.buf[2:start])[0]
+            if len(self.buf) < start + size:
+                break
+            payload, self.buf = self.buf[start:start + size], self.buf[start + size:]
+            if opcode == 0x9:
+                self.send(0xA, payload)
+            elif opcode == 0x8:
+                raise ConnectionError(f"{self.url}: closed by the server ({payload!r})")
+            elif opcode in (0x1, 0x2):
+                out.append(payload)
+        return out
+
+    def read_frame(self) -> bytes:
+        """The next data frame's payload (blocking)."""
+        while True:
+            got = self.frames()
+            if got:
+                assert len(got) == 1, got
+                return got[0]
+            self.recv()
+
+    def close(self) -> None:
+        self.sock.close()

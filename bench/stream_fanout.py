@@ -14,13 +14,9 @@ Run: .venv/bin/python bench/stream_fanout.py [--clients 100] [--messages 300] [-
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import os
 import selectors
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -30,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import App, free_port, percentiles  # noqa: E402
+from _common import RawWebSocket as RawWs  # noqa: E402
 
 BARE_BROADCAST = '''
 import asyncio, sys
@@ -65,67 +62,6 @@ async def main():
 
 asyncio.run(main())
 '''
-
-class RawWs:
-    """A minimal blocking WebSocket client on a plain socket: the cheapest receiver we can write in
-    Python, so the figure is the server's fan-out and not a client library's per-message cost."""
-
-    def __init__(self, url: str) -> None:
-        rest = url.removeprefix("ws://")
-        hostport, _, path = rest.partition("/")
-        host, port = hostport.split(":")
-        self.sock = socket.create_connection((host, int(port)))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                          .encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += self.sock.recv(4096)
-        head, _, self.buf = head.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def send_text(self, text: str) -> None:
-        payload = text.encode()
-        mask = os.urandom(4)
-        n = len(payload)
-        header = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
-        masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
-        self.sock.sendall(header + mask + masked)
-
-    def frames(self) -> list[bytes]:
-        """Complete frames already buffered (payloads), consuming them."""
-        out = []
-        buf = self.buf
-        while len(buf) >= 2:
-            size, start = buf[1] & 0x7F, 2
-            if size == 126:
-                if len(buf) < 4:
-                    break
-                size, start = struct.unpack(">H", buf[2:4])[0], 4
-            elif size == 127:
-                if len(buf) < 10:
-                    break
-                size, start = struct.unpack(">Q", buf[2:10])[0], 10
-            if len(buf) < start + size:
-                break
-            out.append(buf[start:start + size])
-            buf = buf[start + size:]
-        self.buf = buf
-        return out
-
-    def read_frame(self) -> bytes:
-        while True:
-            got = self.frames()
-            if got:
-                assert len(got) == 1, got
-                return got[0]
-            self.buf += self.sock.recv(65536)
-
-    def close(self) -> None:
-        self.sock.close()
-
 
 def measure(clients: list[RawWs], drain: list[RawWs], trigger: Callable[[int], None], messages: int,
             warmup: int = 30) -> tuple[list[float], list[float]]:

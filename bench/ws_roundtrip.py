@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import shutil
-import socket
-import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +32,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import App, free_port, percentiles  # noqa: E402
+from _common import App, RawWebSocket, free_port, percentiles  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_DIR = REPO / "tests" / "node"
@@ -207,62 +204,12 @@ def check_answer(function_id: str, seq: int, frame: dict) -> None:
 
 
 class SocketClient:
-    """The cheapest WebSocket client we can write in Python: one blocking socket, masked text frames
-    out, frames parsed by hand. No event loop, so the latency measured is the servers'."""
+    """Calls through ``_common.RawWebSocket``, the cheapest client we can write in Python."""
 
     def __init__(self, url: str, function_id: str) -> None:
-        host, _, rest = url.removeprefix("ws://").partition(":")
-        port, _, path = rest.partition("/")
-        self.sock = socket.create_connection((host, int(port)))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(f"GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            self._recv()
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            raise RuntimeError(f"{url}: no WebSocket upgrade: {head!r}")
+        self.ws = RawWebSocket(url)
         self.function_id = function_id
         self.seq = 0
-
-    def _recv(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("server closed the connection")
-        self.buf += data
-
-    def _send(self, opcode: int, payload: bytes) -> None:
-        n = len(payload)  # a zero mask: masking is mandatory for clients, its key may be anything
-        head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else (
-            bytes([0x80 | opcode, 0xFE]) + struct.pack("!H", n) if n < 65536
-            else bytes([0x80 | opcode, 0xFF]) + struct.pack("!Q", n))
-        self.sock.sendall(head + b"\0\0\0\0" + payload)
-
-    def _frame(self) -> tuple[int, bytes]:
-        while len(self.buf) < 2:
-            self._recv()
-        opcode, n, at = self.buf[0] & 0x0F, self.buf[1] & 0x7F, 2
-        if n >= 126:
-            at = 4 if n == 126 else 10
-            while len(self.buf) < at:
-                self._recv()
-            n = struct.unpack("!H" if at == 4 else "!Q", self.buf[2:at])[0]
-        while len(self.buf) < at + n:
-            self._recv()
-        payload, self.buf = self.buf[at:at + n], self.buf[at + n:]
-        return opcode, payload
-
-    def _text(self) -> bytes:
-        while True:
-            opcode, payload = self._frame()
-            if opcode == 0x1:
-                return payload
-            if opcode == 0x9:
-                self._send(0xA, payload)
-            elif opcode == 0x8:
-                raise ConnectionError(f"{self.function_id}: closed by the server ({payload!r})")
 
     async def run(self, n: int) -> list[float]:
         """Blocks the event loop on purpose: nothing else runs while a line is measured."""
@@ -271,11 +218,17 @@ class SocketClient:
             self.seq += 1
             seq, out = self.seq, invoke_frame(self.function_id, self.seq).encode()
             t0 = time.perf_counter_ns()
-            self._send(0x1, out)
-            while (frame := json.loads(self._text())).get("invocation_id") != str(seq):
-                pass  # engine frames of other types (workerregistered) are skipped
+            self.ws.send_text(out)
+            answer = None
+            while answer is None:  # engine frames of other types (workerregistered) are skipped
+                for payload in self.ws.frames():
+                    frame = json.loads(payload)
+                    if frame.get("invocation_id") == str(seq):
+                        answer = frame
+                if answer is None:
+                    self.ws.recv()
             samples.append((time.perf_counter_ns() - t0) / 1000)
-            check_answer(self.function_id, seq, frame)
+            check_answer(self.function_id, seq, answer)
         return samples
 
 
