@@ -190,14 +190,19 @@ class Registry:
         defs = self._functions.get(function_id)
         if not defs:
             return None
+        wanted = DEFAULT_NAMESPACE if namespace is None else namespace
         fn = defs[-1]
-        if fn.worker.live and (namespace is None and len(defs) == 1 or fn.worker.namespace == namespace):
+        if fn.worker.live and (fn.worker.namespace == wanted or namespace is None and len(defs) == 1):
             return fn
-        live = [f for f in reversed(defs) if f.worker.live]
-        if namespace is None:
-            return next((f for f in live if f.worker.namespace == DEFAULT_NAMESPACE), live[0] if live else None)
-        return next((f for f in live if f.worker.namespace == namespace),
-                    next((f for f in live if f.worker.kind == "engine"), None))
+        fallback: FunctionDef | None = None  # newest live one anywhere (no namespace) / newest built-in
+        for f in reversed(defs):
+            if not f.worker.live:
+                continue
+            if f.worker.namespace == wanted:
+                return f
+            if fallback is None and (namespace is None or f.worker.kind == "engine"):
+                fallback = f
+        return fallback
 
     def known(self, function_id: str) -> bool:
         return function_id in self._functions
