@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
+from supervisor.errors import InvocationError
+
 
 class _Missing:
     def __repr__(self) -> str:
@@ -32,6 +34,18 @@ encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def decode(text: str | bytes | None) -> Any:
     return MISSING if text is None else json.loads(text)
+
+
+def or_none(value: Any) -> Any:
+    """A stored value as a built-in answers it: MISSING is JSON ``null``."""
+    return None if value is MISSING else value
+
+
+def check_value_size(value: Any, max_bytes: int) -> None:
+    """Refuse a value whose stored (encoded) form is larger than ``max_bytes`` with VALUE_TOO_LARGE."""
+    size = len(encode(value).encode())
+    if size > max_bytes:
+        raise InvocationError(f"value of {size} bytes exceeds max_value_bytes ({max_bytes})", code="VALUE_TOO_LARGE")
 
 
 class KvAdapter(abc.ABC):

@@ -11,18 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from modules.base import Module, ModuleContext
-from modules.kv.base import MISSING, KvAdapter, StorageError, encode
+from modules.kv.base import MISSING, KvAdapter, StorageError, check_value_size, or_none
 from modules.kv.factory import build_kv
 from modules.state.config import StateConfig
-from modules.state.update_ops import OpError, apply_ops
+from modules.state.update_ops import OpError, StoredUpdate, announces
 from modules.triggers import ConditionalTriggers
 from supervisor.core.builtin_input import Input
 from supervisor.core.models import FunctionDef, Invocation, TriggerType
 from supervisor.errors import EngineError, InvocationError
-
-
-def _value(v: Any) -> Any:
-    return None if v is MISSING else v
 
 
 class StateModule(Module):
@@ -69,7 +65,7 @@ class StateModule(Module):
         else:
             event = "state:created" if old is MISSING else "state:updated"
         payload = {"type": "state", "event_type": event, "scope": scope, "key": key,
-                   "old_value": _value(old), "new_value": _value(new)}
+                   "old_value": or_none(old), "new_value": or_none(new)}
         self.triggers.fire(payload, lambda cfg: cfg.get("scope") in (None, scope) and cfg.get("key") in (None, key))
 
     # -- functions -------------------------------------------------------------------------------
@@ -77,11 +73,8 @@ class StateModule(Module):
     def _address(self, inp: Input) -> tuple[str, str]:
         return inp.text("scope", required=True), inp.text("key", required=True)
 
-    def _check_size(self, value: Any, code: str) -> None:
-        size = len(encode(value).encode())
-        if size > self.config.max_value_bytes:
-            raise InvocationError(f"value of {size} bytes exceeds max_value_bytes ({self.config.max_value_bytes})",
-                                  code="VALUE_TOO_LARGE")
+    def _check_size(self, value: Any) -> None:
+        check_value_size(value, self.config.max_value_bytes)
 
     async def _guard(self, code: str, coro: Any) -> Any:
         try:
@@ -98,15 +91,15 @@ class StateModule(Module):
             value = inp.data["data"]
         else:
             raise inp.error("missing field `value`")
-        self._check_size(value, "SET_ERROR")
+        self._check_size(value)
         old = await self._guard("SET_ERROR", self.store.set(scope, key, value))
         self._changed(scope, key, old, value)
-        return {"old_value": _value(old), "new_value": value}
+        return {"old_value": or_none(old), "new_value": value}
 
     async def _get(self, invocation: Invocation) -> Any:
         inp = Input(invocation)
         scope, key = self._address(inp)
-        return _value(await self._guard("GET_ERROR", self.store.get(scope, key)))
+        return or_none(await self._guard("GET_ERROR", self.store.get(scope, key)))
 
     async def _delete(self, invocation: Invocation) -> Any:
         inp = Input(invocation)
@@ -114,31 +107,21 @@ class StateModule(Module):
         old = await self._guard("DELETE_ERROR", self.store.delete(scope, key))
         if old is not MISSING:  # deleting nothing fires nothing
             self._changed(scope, key, old, MISSING)
-        return _value(old)
+        return or_none(old)
 
     async def _update(self, invocation: Invocation) -> dict[str, Any]:
         inp = Input(invocation)
         scope, key = self._address(inp)
-        ops = inp.get("ops", list, required=True)
-        errors: list[dict[str, Any]] = []
-
-        def change(old: Any) -> Any:
-            outcome = apply_ops(None if old is MISSING else old, ops)
-            errors[:] = outcome.errors
-            if outcome.new_value is None and old is MISSING:
-                return MISSING  # nothing applied to a missing key: still missing
-            self._check_size(outcome.new_value, "UPDATE_ERROR")
-            return outcome.new_value
-
+        change = StoredUpdate(inp.get("ops", list, required=True), self._check_size)
         try:
             old, new = await self._guard("UPDATE_ERROR", self.store.update(scope, key, change))
         except OpError as exc:
             raise inp.error(exc.message) from None
-        if new is not MISSING and (old is MISSING or old != new or not errors):
+        if announces(old, new, change.errors):
             self._changed(scope, key, old, new)
-        result: dict[str, Any] = {"old_value": _value(old), "new_value": _value(new)}
-        if errors:
-            result["errors"] = errors
+        result: dict[str, Any] = {"old_value": or_none(old), "new_value": or_none(new)}
+        if change.errors:
+            result["errors"] = change.errors
         return result
 
     async def _list(self, invocation: Invocation) -> list[Any]:

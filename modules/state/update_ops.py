@@ -13,8 +13,11 @@ concurrent updates never lose each other's changes.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from modules.kv.base import MISSING
 
 MAX_PATH_DEPTH = 32
 MAX_SEGMENT_BYTES = 256
@@ -48,6 +51,33 @@ def apply_ops(old: Any, ops: Any) -> UpdateOutcome:
         except OpError as exc:
             errors.append({"op_index": index, "code": exc.code, "message": exc.message})
     return UpdateOutcome(value, errors)
+
+
+class StoredUpdate:
+    """``ops`` as the ``change`` of a KV ``update`` (``state::update``, ``stream::update``).
+
+    Ops that leave a missing key at ``None`` keep it missing; a new value passes ``check`` (the size
+    limit) before it is stored. ``errors`` holds the op errors of the last run (the adapter may run
+    the change again after a conflict)."""
+
+    def __init__(self, ops: Any, check: Callable[[Any], None]) -> None:
+        self.ops = ops
+        self.check = check
+        self.errors: list[dict[str, Any]] = []
+
+    def __call__(self, old: Any) -> Any:
+        outcome = apply_ops(None if old is MISSING else old, self.ops)
+        self.errors = outcome.errors
+        if outcome.new_value is None and old is MISSING:
+            return MISSING  # nothing applied to a missing key: still missing
+        self.check(outcome.new_value)
+        return outcome.new_value
+
+
+def announces(old: Any, new: Any, errors: list[dict[str, Any]]) -> bool:
+    """Whether an update is a change to announce (triggers, clients): something stored, and either a
+    new or different value or every op applied."""
+    return new is not MISSING and (old is MISSING or old != new or not errors)
 
 
 def _apply_one(value: Any, op: Any) -> Any:

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from modules.kv.base import MISSING, StorageError, encode
-from modules.state.update_ops import OpError, apply_ops
+from modules.kv.base import MISSING, StorageError, check_value_size, or_none
+from modules.state.update_ops import OpError, StoredUpdate, announces
 from modules.stream.errors import CustomBackendError, StreamError
 from modules.stream.messages import change, custom_event, wrapper
 from modules.stream.store import StreamStore
@@ -24,13 +24,6 @@ from supervisor.core.models import Invocation, Invoker
 from supervisor.errors import InvocationError
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
-OPS = ("set", "get", "delete", "update", "list", "list_groups")
-
-
-def _value(v: Any) -> Any:
-    return None if v is MISSING else v
-
-
 def custom_function(op: str, stream_name: str) -> str:
     return f"stream::{op}({stream_name})"
 
@@ -69,10 +62,7 @@ class StreamFunctions:
             raise StreamError(f"stream store failed: {exc}", code=_code(op)) from None
 
     def _check_size(self, value: Any) -> None:
-        size = len(encode(value).encode())
-        if size > self.max_value_bytes:
-            raise InvocationError(f"value of {size} bytes exceeds max_value_bytes ({self.max_value_bytes})",
-                                  code="VALUE_TOO_LARGE")
+        check_value_size(value, self.max_value_bytes)
 
     @staticmethod
     def _address(inp: Input) -> tuple[str, str, str]:
@@ -98,7 +88,7 @@ class StreamFunctions:
         fid = self._custom("get", stream)
         if fid is not None:
             return await self._call_custom(fid, inp.data, invocation, "get")
-        return _value(await self._store("get", self.store.get(stream, group, item)))
+        return or_none(await self._store("get", self.store.get(stream, group, item)))
 
     async def set(self, invocation: Invocation) -> dict[str, Any]:
         inp = Input(invocation)
@@ -115,7 +105,7 @@ class StreamFunctions:
             old = await self._store("set", self.store.set(stream, group, item, value))
             new = value
         await self._changed(stream, group, item, old, new)
-        return {"old_value": _value(old), "new_value": new}
+        return {"old_value": or_none(old), "new_value": new}
 
     async def delete(self, invocation: Invocation) -> dict[str, Any]:
         inp = Input(invocation)
@@ -132,28 +122,18 @@ class StreamFunctions:
             old = await self._store("delete", self.store.delete(stream, group, item))
         if old is not MISSING:  # deleting nothing emits nothing
             await self._changed(stream, group, item, old, MISSING)
-        return {"old_value": _value(old)}
+        return {"old_value": or_none(old)}
 
     async def update(self, invocation: Invocation) -> dict[str, Any]:
         inp = Input(invocation)
         stream, group, item = self._address(inp)
-        ops = inp.get("ops", list, required=True)
-        errors: list[dict[str, Any]] = []
+        apply = StoredUpdate(inp.get("ops", list, required=True), self._check_size)
         fid = self._custom("update", stream)
         if fid is not None:
             result = await self._call_custom(fid, inp.data, invocation, "update")
             old, new = _pair(fid, result, "update")
             errors = result.get("errors") or []
         else:
-
-            def apply(current: Any) -> Any:
-                outcome = apply_ops(None if current is MISSING else current, ops)
-                errors[:] = outcome.errors
-                if outcome.new_value is None and current is MISSING:
-                    return MISSING  # nothing applied to a missing item: still missing
-                self._check_size(outcome.new_value)
-                return outcome.new_value
-
             try:
                 if self._custom("get", stream) and self._custom("set", stream):
                     old, new = await self._update_custom(stream, group, item, apply, invocation)
@@ -161,9 +141,10 @@ class StreamFunctions:
                     old, new = await self._store("update", self.store.update(stream, group, item, apply))
             except OpError as exc:
                 raise inp.error(exc.message) from None
-        if new is not MISSING and (old is MISSING or old != new or not errors):
+            errors = apply.errors
+        if announces(old, new, errors):
             await self._changed(stream, group, item, old, new)
-        out: dict[str, Any] = {"old_value": _value(old), "new_value": _value(new)}
+        out: dict[str, Any] = {"old_value": or_none(old), "new_value": or_none(new)}
         if errors:
             out["errors"] = errors
         return out
