@@ -10,13 +10,13 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from modules.queue.store import StoreError
 from supervisor.core.builtin_input import Input
 from supervisor.core.models import FunctionDef, Invocation
 from supervisor.errors import InvocationError
 
 if TYPE_CHECKING:
     from modules.queue.module import QueueModule
-
 
 
 def register_admin_functions(module: QueueModule) -> None:
@@ -40,13 +40,10 @@ class _Admin:
         self.store = module.store
 
     def _wake(self, queues: list[str]) -> None:
-        for consumer in self.module._consumers():
-            if consumer.queue in queues:
-                consumer.wake()
+        for queue in queues:
+            self.module._wake_queue(queue)
 
     async def _guard(self, coro: Any) -> Any:
-        from modules.queue.store import StoreError
-
         try:
             return await coro
         except StoreError as exc:
