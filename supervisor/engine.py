@@ -104,6 +104,7 @@ class Engine:
         try:
             return await self._serve_with(tg, plans, guardian, events, http_functions)
         finally:
+            self.core.channels.close()  # its expiry timer, and any channel whose ends never both came
             await http_functions.aclose()
 
     async def _serve_with(self, tg: asyncio.TaskGroup, plans: list[tuple[type[Module], Any, str]], guardian: Any,
