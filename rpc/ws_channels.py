@@ -27,6 +27,7 @@ from supervisor.core.core import Core
 MAX_FRAME_IN = 64 * 1024 * 1024  # as the worker protocol: the SDKs refuse to send more anyway
 FRAME_OUT = 64 * 1024
 _CLEAN_CLOSE = frozenset({1000, 1005, 0})  # 0: aiohttp's code for a close frame that carried none
+_READER_GONE = b"the reader has gone away"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,7 +88,14 @@ def _leave(channel: Channel, direction: str, why: str) -> None:
 
 async def _from_socket(ws: web.WebSocketResponse, channel: Channel) -> None:
     """The worker writes: frames become items until it closes."""
-    channel.on_finish = lambda: _close_soon(ws, b"the reader has gone away")
+    closing: asyncio.Task[bool] | None = None  # started when the reader leaves; ends the receive below
+
+    def reader_gone() -> None:
+        nonlocal closing
+        if not ws.closed:
+            closing = asyncio.ensure_future(ws.close(code=1000, message=_READER_GONE))
+
+    channel.on_finish = reader_gone
     error: str | None = "the writer disconnected without closing the channel"
     try:
         while True:
@@ -106,8 +114,10 @@ async def _from_socket(ws: web.WebSocketResponse, channel: Channel) -> None:
     finally:
         channel.on_finish = None
         channel.close(error)
-        if not ws.closed:
-            await ws.close(code=1000, message=b"the reader has gone away")
+        if closing is not None:
+            await closing
+        elif not ws.closed:
+            await ws.close(code=1000, message=_READER_GONE)
 
 
 async def _to_socket(ws: web.WebSocketResponse, channel: Channel) -> None:
@@ -145,8 +155,3 @@ async def _watch(ws: web.WebSocketResponse, channel: Channel) -> None:
     async for _msg in ws:
         pass
     channel.abandon()
-
-
-def _close_soon(ws: web.WebSocketResponse, reason: bytes) -> None:
-    if not ws.closed:
-        asyncio.ensure_future(ws.close(code=1000, message=reason))

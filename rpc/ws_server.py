@@ -40,6 +40,7 @@ class WorkerPort:
         self._site: web.TCPSite | None = None
         self._sessions: dict[str, tuple[WsSession, web.WebSocketResponse]] = {}  # by worker id
         self._sockets: set[web.WebSocketResponse] = set()
+        self._replaced: set[asyncio.Task[bool]] = set()  # closes of connections a reattach retired
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_MESSAGE)
@@ -72,9 +73,11 @@ class WorkerPort:
         handlers of open WebSockets, i.e. for the workers to hang up."""
         for session, _ws in list(self._sessions.values()):
             session.close("disconnected: the engine is stopping")
-        closing = [ws.close(code=1001, message=b"engine stopping") for ws in list(self._sockets)]
-        if closing:
-            await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=2.0)
+        closing = [asyncio.ensure_future(ws.close(code=1001, message=b"engine stopping")) for ws in list(self._sockets)]
+        if closing or self._replaced:
+            _, late = await asyncio.wait([*closing, *self._replaced], timeout=2.0)
+            for task in late:  # a peer that never answers the close: the runner's cleanup drops it
+                task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -147,7 +150,9 @@ class WorkerPort:
             return
         await self._retire(old, "replaced by its reconnected connection")
         self._sockets.discard(ws)
-        asyncio.ensure_future(ws.close(code=1000, message=b"replaced by a newer connection"))
+        closing = asyncio.ensure_future(ws.close(code=1000, message=b"replaced by a newer connection"))
+        self._replaced.add(closing)
+        closing.add_done_callback(self._replaced.discard)
 
     async def _otel(self, request: web.Request) -> web.StreamResponse:
         refused = self._refused(request)
