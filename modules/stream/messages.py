@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from modules.stream.errors import ClientMessageError
 
@@ -101,7 +101,23 @@ def sync(data: Any) -> dict[str, Any]:
 UNAUTHORIZED: dict[str, Any] = {"type": "unauthorized"}
 
 
-def hook_payload(msg: ClientMessage, context: Any) -> dict[str, Any]:
+class Address(Protocol):
+    """What a join/leave names: a client message, or a subscription made by one."""
+
+    @property
+    def subscription_id(self) -> str: ...
+
+    @property
+    def stream_name(self) -> str: ...
+
+    @property
+    def group_id(self) -> str: ...
+
+    @property
+    def item_id(self) -> str | None: ...
+
+
+def hook_payload(msg: Address, context: Any) -> dict[str, Any]:
     """The ``stream:join`` / ``stream:leave`` trigger payload."""
     return {"subscription_id": msg.subscription_id, "stream_name": msg.stream_name, "group_id": msg.group_id,
             "id": msg.item_id, "context": context}

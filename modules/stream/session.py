@@ -70,13 +70,9 @@ class ClientSession:
         if sub is None:
             return  # never joined (or refused): nothing to leave, no hook
         self.hub.remove(sub)
-        self.hooks.left(self._payload(sub))
+        self.hooks.left(hook_payload(sub, self.client.context))
 
     def closed(self) -> None:
         """The socket is gone: drop the client and fire `stream:leave` for what it still had."""
         for sub in self.hub.remove_client(self.client):
-            self.hooks.left(self._payload(sub))
-
-    def _payload(self, sub: Subscription) -> dict[str, Any]:
-        return {"subscription_id": sub.subscription_id, "stream_name": sub.stream_name, "group_id": sub.group_id,
-                "id": sub.item_id, "context": self.client.context}
+            self.hooks.left(hook_payload(sub, self.client.context))
