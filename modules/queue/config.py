@@ -65,6 +65,18 @@ class NamedQueueConfig:
 
 
 @dataclass
+class BuiltinQueueConfig:
+    """``BuiltinQueueAdapter`` / ``SqliteAdapter`` config: ``path`` (or the original's ``file_path``), a
+    file or a folder (``queue.sqlite3`` inside), relative to the config file; ``store_method:
+    in_memory`` keeps nothing. ``save_interval_ms`` is accepted, unused (every push is committed)."""
+
+    store_method: Literal["file_based", "in_memory"] = "file_based"
+    path: str | None = None
+    file_path: str | None = None
+    save_interval_ms: int | None = None
+
+
+@dataclass
 class QueueModuleConfig:
     adapter: AdapterEntry | None = None  # absent: SQLite in the app's data folder
     queue_configs: dict[str, NamedQueueConfig] = field(default_factory=dict)

@@ -21,8 +21,10 @@ from typing import Any
 import psutil
 
 from modules.base import Module, ModuleContext
+from modules.kv.factory import Empty
+from modules.kv.factory import _file as sqlite_file
 from modules.queue.admin import register_admin_functions
-from modules.queue.config import Policy, QueueModuleConfig, subscriber_policy
+from modules.queue.config import BuiltinQueueConfig, Policy, QueueModuleConfig, subscriber_policy
 from modules.queue.consumer import Consumer
 from modules.queue.store import Job, JobStore, QueueStore, StoreError, Subscriber
 from modules.triggers import SKIPPED, ConditionalTriggers
@@ -95,36 +97,28 @@ class QueueModule(Module):
         self._remote_read_at = float("-inf")
         self._stopping = asyncio.Event()
 
-    @classmethod
-    def _build_store(cls, config: QueueModuleConfig, ctx: ModuleContext) -> JobStore:
+    @staticmethod
+    def _build_store(config: QueueModuleConfig, ctx: ModuleContext) -> JobStore:
         entry = config.adapter
-        if entry is not None and entry.class_name.rsplit("::", 1)[-1] == "RedisAdapter":
+        default = ctx.data_dir / "queue.sqlite3"
+        if entry is None:
+            return QueueStore(default)
+        kind = entry.class_name.rsplit("::", 1)[-1]
+        where = f"{ctx.entry_path}.config.adapter.config"
+        if kind == "MemoryAdapter":
+            parse_dataclass(Empty, entry.config, where)
+            return QueueStore(None)
+        if kind in ("BuiltinQueueAdapter", "SqliteAdapter"):
+            builtin = parse_dataclass(BuiltinQueueConfig, entry.config, where)
+            if builtin.store_method == "in_memory":
+                return QueueStore(None)
+            return QueueStore(sqlite_file(ctx.base_dir, builtin.path or builtin.file_path, default, "queue"))
+        if kind == "RedisAdapter":
             from modules.queue.redis_store import RedisQueueConfig, RedisQueueStore  # redis only when used
 
-            rc = parse_dataclass(RedisQueueConfig, entry.config, f"{ctx.entry_path}.config.adapter.config")
+            rc = parse_dataclass(RedisQueueConfig, entry.config, where)
             return RedisQueueStore(rc.redis_url, prefix=rc.prefix,
                                    log=lambda level, message, **f: ctx.core.log(level, message, source="queue", **f))
-        return QueueStore(cls._store_path(config, ctx))
-
-    @staticmethod
-    def _store_path(config: QueueModuleConfig, ctx: ModuleContext) -> Any:
-        entry = config.adapter
-        if entry is None:
-            return ctx.data_dir / "queue.sqlite3"
-        kind = entry.class_name.rsplit("::", 1)[-1]
-        cfg = entry.config or {}
-        if kind == "MemoryAdapter":
-            return None
-        if kind in ("BuiltinQueueAdapter", "SqliteAdapter"):
-            if not isinstance(cfg, dict):
-                raise ConfigError("must be a mapping", f"{ctx.entry_path}.config.adapter.config")
-            if cfg.get("store_method") == "in_memory":
-                return None
-            given = cfg.get("path") or cfg.get("file_path")
-            if not given:
-                return ctx.data_dir / "queue.sqlite3"
-            target = (ctx.base_dir / str(given)).resolve()
-            return target / "queue.sqlite3" if target.is_dir() or not target.suffix else target
         raise ConfigError(f"unknown queue adapter {entry.class_name!r} (available: modules::queue::BuiltinQueueAdapter "
                           "(SQLite, durable), modules::queue::MemoryAdapter, modules::queue::RedisAdapter (shared by "
                           "several engines))", f"{ctx.entry_path}.config.adapter.class")
