@@ -27,7 +27,7 @@ from modules.stream.config import StreamConfig
 from modules.stream.functions import StreamFunctions
 from modules.stream.hub import Hub
 from modules.stream.messages import is_refusal
-from modules.stream.server import StreamServer, refusal
+from modules.stream.server import StreamServer, peer_addr, refusal
 from modules.stream.store import StreamStore
 from modules.triggers import ConditionalTriggers
 from supervisor.config_schema import parse_dataclass
@@ -173,8 +173,7 @@ class StreamModule(Module):
         fid = self.config.auth_function
         if not fid:
             return None, None
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(request.remote)
+        addr = peer_addr(request)
         payload = {"headers": {k.lower(): v for k, v in request.headers.items()}, "path": request.path,
                    "query_params": {k: request.query.getall(k) for k in request.query.keys()}, "addr": addr}
         try:

@@ -95,8 +95,7 @@ class StreamServer:
         if refusal is not None:
             return refusal
         await ws.prepare(request)
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(request.remote)
+        addr = peer_addr(request)
         client_id = str(uuid.uuid4())
         cfg = self.config
         outbox = ClientOutbox(cfg.client_buffer_messages, cfg.client_buffer_bytes,
@@ -196,6 +195,12 @@ class StreamServer:
                            f"({self.config.max_client_frame_bytes}): closed (1009)")
         else:
             self.hooks.log("debug", f"stream client {addr}: connection error: {exc}")
+
+
+def peer_addr(request: web.BaseRequest) -> str:
+    """``host:port`` of the client, for logs and ``auth_function``."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(request.remote)
 
 
 def _close_reason(reason: str) -> bytes:
