@@ -30,6 +30,8 @@ from typing import Any, Literal
 from modules.base import AdapterEntry
 from modules.cron.locks import CronLocks, MemoryCronLocks, RedisCronLocks, SqliteCronLocks
 from modules.cron.schedule import CronSchedule
+from modules.kv.factory import Empty
+from modules.kv.factory import _file as sqlite_file
 from supervisor.config_schema import parse_dataclass
 from supervisor.errors import ConfigError, TriggerConfigError
 
@@ -81,18 +83,6 @@ class RedisCronConfig:
             raise ValueError("lock_ttl_ms must be at least 1000")
 
 
-@dataclass
-class _Empty:
-    pass
-
-
-def _file(base_dir: Path, given: str | None, default: Path) -> Path:
-    if not given:
-        return default
-    target = (base_dir / given).resolve()
-    return target / "cron.sqlite3" if target.is_dir() or not target.suffix else target
-
-
 def build_locks(entry: AdapterEntry | None, *, data_dir: Path, base_dir: Path, path: str) -> CronLocks:
     """The lock store an ``adapter: {class, config}`` entry names; ``path`` is its YAML path for errors."""
     default = data_dir / "cron.sqlite3"
@@ -103,12 +93,12 @@ def build_locks(entry: AdapterEntry | None, *, data_dir: Path, base_dir: Path, p
     if kind == "KvCronAdapter":
         kv = parse_dataclass(KvCronConfig, entry.config, where)
         return MemoryCronLocks() if kv.store_method == "in_memory" else SqliteCronLocks(
-            _file(base_dir, kv.file_path, default))
+            sqlite_file(base_dir, kv.file_path, default, "cron"))
     if kind == "SqliteCronAdapter":
         sq = parse_dataclass(SqliteCronConfig, entry.config, where)
-        return SqliteCronLocks(_file(base_dir, sq.path, default))
+        return SqliteCronLocks(sqlite_file(base_dir, sq.path, default, "cron"))
     if kind == "MemoryCronAdapter":
-        parse_dataclass(_Empty, entry.config, where)
+        parse_dataclass(Empty, entry.config, where)
         return MemoryCronLocks()
     if kind == "RedisCronAdapter":
         rc = parse_dataclass(RedisCronConfig, entry.config, where)
