@@ -18,12 +18,12 @@ from typing import Any
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from rpc.ws_channels import channel_handler
-from rpc.ws_session import WsSession
+from rpc.ws_session import WsSession, check_namespace
 from supervisor.core.channels import register_channel_functions
 from supervisor.core.core import Core
 from supervisor.core.http_functions import HttpFunctionClient
 from supervisor.core.models import FunctionDef, Invocation, Worker, WorkerState
-from supervisor.errors import EngineError, InvocationError
+from supervisor.errors import EngineError
 
 MAX_MESSAGE = 64 * 1024 * 1024
 
@@ -181,9 +181,7 @@ class WorkerPort:
                                     if data.get(k) is not None})
             namespace = data.get("namespace")
             if namespace is not None:
-                if not isinstance(namespace, str) or not namespace.strip():
-                    raise InvocationError(f"namespace must be a non-blank string, got {namespace!r}",
-                                          code="INVALID_NAMESPACE")
+                check_namespace(namespace)
                 worker.namespace = namespace.strip()
             self.core.registry.worker_updated(worker)
             if worker.state is WorkerState.STARTING:

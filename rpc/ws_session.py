@@ -32,6 +32,12 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 PROVIDER_TIMEOUT = 10.0
 
 
+def check_namespace(namespace: Any) -> None:
+    """A namespace a worker announces or calls into must be a non-blank string."""
+    if not isinstance(namespace, str) or not namespace.strip():
+        raise InvocationError(f"namespace must be a non-blank string, got {namespace!r}", code="INVALID_NAMESPACE")
+
+
 class WsSession:
     def __init__(self, core: Core, worker: Worker, send: SendText, *, reattach: Reattach | None = None,
                  http_functions: HttpFunctionClient | None = None) -> None:
@@ -172,11 +178,13 @@ class WsSession:
                                                  "message": "invokefunction needs a function_id"})
             return
         namespace = frame.get("namespace")
-        if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
-            if not void:
-                self._result(inv_id, fid, error={"code": "INVALID_NAMESPACE",
-                                                 "message": f"namespace must be a non-blank string, got {namespace!r}"})
-            return
+        if namespace is not None:
+            try:
+                check_namespace(namespace)
+            except InvocationError as exc:
+                if not void:
+                    self._result(inv_id, fid, error=exc.to_body())
+                return
         metadata = frame.get("metadata")
         kwargs: dict[str, Any] = {
             "traceparent": frame.get("traceparent") if isinstance(frame.get("traceparent"), str) else None,
