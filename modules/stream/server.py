@@ -75,12 +75,15 @@ class StreamServer:
     async def stop(self) -> None:
         closing = [asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"engine stopping"))
                    for ws in list(self._sockets.values())]
+        hung: set[asyncio.Task[bool]] = set()
         if closing:
-            await asyncio.wait(closing, timeout=CLOSE_WAIT)
+            _done, hung = await asyncio.wait(closing, timeout=CLOSE_WAIT)
         if self._runner is not None:
             await self._runner.cleanup()
-        for task in list(self._closers):
+        leftover = [*hung, *self._closers]  # closing handshakes that never finished: the sockets are cut now
+        for task in leftover:
             task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         # Browsers pass a token as `Sec-WebSocket-Protocol: Authorization,<token>` and fail the
