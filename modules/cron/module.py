@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from modules.base import Module, ModuleContext
-from modules.cron.config import CronConfig, build_locks, catch_up_count, parse_trigger
+from modules.cron.config import TRIGGER_KEYS, CronConfig, build_locks, catch_up_count, parse_trigger
 from modules.cron.errors import CronLockError
 from modules.cron.locks import CronLocks
 from modules.cron.schedule import rfc3339
@@ -97,8 +97,8 @@ class CronModule(Module):
         job = CronJob(trigger.id, key, schedule, spec.catch_up, trigger.function_id)
         if spec.unknown_keys:
             self._log("warn", f"cron trigger {trigger.id}: ignoring unknown config key(s) "
-                      f"{', '.join(spec.unknown_keys)} (known: expression, timezone, catch_up, job_key, "
-                      "condition_function_id)", function_id=trigger.function_id)
+                      f"{', '.join(spec.unknown_keys)} (known: {', '.join(TRIGGER_KEYS)})",
+                      function_id=trigger.function_id)
         if not self._accepting:
             return
         task = self.ctx.tasks.create_task(self.scheduler.run(job), name=f"cron-{trigger.id}")
