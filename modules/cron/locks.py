@@ -123,13 +123,14 @@ class SqliteCronLocks(CronLocks):
         await self._db.close()
 
     @staticmethod
-    def _row(row: tuple[Any, ...] | None) -> JobRecord | None:
+    def _read(db: sqlite3.Connection, job: str) -> JobRecord | None:
+        row = db.execute("SELECT watermark, last_tick, last_owner, last_at FROM cron_jobs WHERE job = ?",
+                         (job,)).fetchone()
         return None if row is None else JobRecord(row[0], row[1], row[2], row[3])
 
     async def begin(self, job: str, now: float) -> JobRecord | None:
         def run(db: sqlite3.Connection) -> JobRecord | None:  # one transaction (``_run``)
-            old = self._row(db.execute("SELECT watermark, last_tick, last_owner, last_at FROM cron_jobs "
-                                       "WHERE job = ?", (job,)).fetchone())
+            old = self._read(db, job)
             if old is None:
                 db.execute("INSERT INTO cron_jobs (job, watermark) VALUES (?, ?)", (job, now))
             return old
@@ -140,8 +141,7 @@ class SqliteCronLocks(CronLocks):
         return await self._run(lambda db: db.execute(_CLAIM, (job, tick, tick, owner, time.time())).rowcount == 1)
 
     async def record(self, job: str) -> JobRecord | None:
-        return await self._run(lambda db: self._row(db.execute(
-            "SELECT watermark, last_tick, last_owner, last_at FROM cron_jobs WHERE job = ?", (job,)).fetchone()))
+        return await self._run(lambda db: self._read(db, job))
 
 
 # KEYS[1] the job's record (hash), KEYS[2] the tick's lock; ARGV tick, owner, ttl ms, now
