@@ -72,8 +72,9 @@ class RedisListener:
             self._log("info", f"{self.what}: redis {self.url} is back")
 
     async def close(self) -> None:
-        if self._reader is not None:
+        if self._reader is not None:  # stopped before its connection is closed under it
             self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
         if self._pubsub is not None:
             try:
                 await self._pubsub.aclose()
