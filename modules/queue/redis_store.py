@@ -39,7 +39,7 @@ first claim of a queue with a large backlog moves the whole backlog once.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -391,16 +391,15 @@ class RedisQueueStore:
         self._dead, self._next_due = script(_LIB + _DEAD), script(_LIB + _NEXT_DUE)
 
     async def _run(self, script: Any, *args: Any) -> Any:
-        try:
-            return await script(args=[self.prefix, *args])
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreError(f"cannot reach redis at {self.where}: {exc}") from exc
-        except RedisError as exc:
-            raise StoreError(f"queue store redis {self.where}: {exc}") from exc
+        return await self._guard(script(args=[self.prefix, *args]))
 
     async def _cmd(self, name: str, *args: Any) -> Any:
+        return await self._guard(self._client.execute_command(name, *args))
+
+    async def _guard(self, pending: Awaitable[T]) -> T:
+        """Redis failures as ``StoreError``, saying whether Redis was unreachable or refused."""
         try:
-            return await self._client.execute_command(name, *args)
+            return await pending
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreError(f"cannot reach redis at {self.where}: {exc}") from exc
         except RedisError as exc:
