@@ -263,12 +263,11 @@ class QueueModule(Module):
                     self._log("warn", f"queue store: housekeeping failed, retrying: {exc}")
                 failing = True
 
-    async def _remote_subscribers(self, topic: str, local: list[_Subscription]) -> list[Subscriber]:
+    async def _remote_subscribers(self, topic: str, local: list[_Subscription], now: float) -> list[Subscriber]:
         """Subscribers of ``topic`` held by other engines (or by nobody right now), from the store;
         re-read at most every ``REMOTE_SUBSCRIBERS_TTL`` seconds, or ``UNKNOWN_TOPIC_RECHECK`` before a
         message would be parked for want of any subscriber (a message parked meanwhile is still handed
         to the first subscriber by the housekeeping round)."""
-        now = time.time()
         unknown = not local and not self._remote.get(topic)
         age = now - self._remote_read_at
         if age > REMOTE_SUBSCRIBERS_TTL or (unknown and age > UNKNOWN_TOPIC_RECHECK):
@@ -283,8 +282,11 @@ class QueueModule(Module):
                     if now - sub.seen_at < FORGET_SUBSCRIBER_AFTER:
                         by_topic.setdefault(sub.topic, []).append(sub)
                 self._remote = by_topic
+        remote = self._remote.get(topic)
+        if not remote:
+            return []
         mine = {s.consumer.queue for s in local}
-        return [r for r in self._remote.get(topic, ()) if r.queue not in mine]
+        return [r for r in remote if r.queue not in mine]
 
     async def _topic_job(self, job: Job) -> Any:
         # A topic job's queue is ``topic:<display>:<function_id>``: its subscription's key, found in
@@ -328,17 +330,18 @@ class QueueModule(Module):
             raise InvocationError("publish needs a non-empty `topic`", code="topic_not_set")
         data = inp.data.get("data")
         now = time.time()
+        traceparent, baggage = invocation.traceparent, invocation.baggage
+
+        def job(queue: str, function_id: str | None, group: str, delay_s: float) -> Job:
+            return Job(self._new_id(), queue, topic, function_id, data, group, available_at=now + delay_s,
+                       created_at=now, traceparent=traceparent, baggage=baggage)
+
         subs = [s for s in self.subscriptions.values() if s.topic == topic]
-        jobs = [Job(self._new_id(), s.consumer.queue, topic, s.function_id, data, self._group(s.policy, data),
-                    available_at=now + s.policy.delay_s, created_at=now, traceparent=invocation.traceparent,
-                    baggage=invocation.baggage) for s in subs]
-        for r in await self._remote_subscribers(topic, subs):
-            jobs.append(Job(self._new_id(), r.queue, topic, r.function_id, data,
-                            self._group_by(r.group_field, data), available_at=now + r.delay_s, created_at=now,
-                            traceparent=invocation.traceparent, baggage=invocation.baggage))
+        jobs = [job(s.consumer.queue, s.function_id, self._group(s.policy, data), s.policy.delay_s) for s in subs]
+        for r in await self._remote_subscribers(topic, subs, now):
+            jobs.append(job(r.queue, r.function_id, self._group_by(r.group_field, data), r.delay_s))
         if not jobs:  # kept for the first subscriber
-            jobs = [Job(self._new_id(), f"topic:{topic}", topic, None, data, available_at=now, created_at=now,
-                        traceparent=invocation.traceparent, baggage=invocation.baggage)]
+            jobs = [job(f"topic:{topic}", None, "", 0.0)]
         await self._push(jobs)
         for s in subs:
             s.consumer.wake()
