@@ -72,13 +72,21 @@ def build_kv(entry: AdapterEntry | None, *, space: str, data_dir: Path, base_dir
     if kind == "MemoryAdapter":
         parse_dataclass(Empty, entry.config, where)
         return MemoryKv()
-    if kind == "RedisAdapter":
+    rc = redis_config(entry, path)
+    if rc is not None:
         from modules.kv.redis import RedisKv
 
-        rc = parse_dataclass(RedisConfig, entry.config, where)
         return RedisKv(rc.redis_url, space, prefix=rc.prefix)
     raise ConfigError(f"unknown adapter class {entry.class_name!r} (known: {', '.join(KINDS)}, "
                       f"e.g. modules::{space}::adapters::RedisAdapter)", f"{path}.class")
+
+
+def redis_config(entry: AdapterEntry | None, path: str) -> RedisConfig | None:
+    """The entry's Redis settings when it names ``RedisAdapter`` (also what a module's other Redis
+    traffic, e.g. stream events, uses), else None."""
+    if entry is None or entry.class_name.rsplit("::", 1)[-1] != "RedisAdapter":
+        return None
+    return parse_dataclass(RedisConfig, entry.config, f"{path}.config")
 
 
 def _file(base_dir: Path, given: str | None, default: Path, space: str) -> Path:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from modules.base import Module, ModuleContext
 from modules.kv.base import StorageError
-from modules.kv.factory import RedisConfig, build_kv
+from modules.kv.factory import build_kv, redis_config
 from modules.stream.bus import EventBus, RedisBus
 from modules.stream.config import StreamConfig
 from modules.stream.functions import StreamFunctions
@@ -30,7 +30,6 @@ from modules.stream.messages import is_refusal
 from modules.stream.server import StreamServer, peer_addr, refusal
 from modules.stream.store import StreamStore
 from modules.triggers import ConditionalTriggers
-from supervisor.config_schema import parse_dataclass
 from supervisor.core.models import FunctionDef, TriggerType
 from supervisor.errors import EngineError, InvocationError
 
@@ -66,7 +65,8 @@ class StreamModule(Module):
         adapter_path = f"{ctx.entry_path}.config.adapter"
         self.store = StreamStore(build_kv(config.adapter, space="stream", data_dir=ctx.data_dir,
                                           base_dir=ctx.base_dir, path=adapter_path))
-        self.bus = self._build_bus(adapter_path)
+        rc = redis_config(config.adapter, adapter_path)
+        self.bus = EventBus() if rc is None else RedisBus(rc.redis_url, f"{rc.prefix}:stream:events", ctx.core.log)
         self.hub = Hub()
         self.triggers = ConditionalTriggers(ctx.core, "stream", validate=_validate_stream_trigger)
         self.join_triggers = ConditionalTriggers(ctx.core, "stream:join")
@@ -74,13 +74,6 @@ class StreamModule(Module):
         self.functions = StreamFunctions(ctx.core, self.store, self._emit, max_value_bytes=config.max_value_bytes)
         self.hook_timeout = config.hook_timeout_ms / 1000.0
         self.server = StreamServer(config, self.hub, self, self._authenticate, ctx.entry_path)
-
-    def _build_bus(self, adapter_path: str) -> EventBus:
-        entry = self.config.adapter
-        if entry is not None and entry.class_name.rsplit("::", 1)[-1] == "RedisAdapter":
-            rc = parse_dataclass(RedisConfig, entry.config, f"{adapter_path}.config")
-            return RedisBus(rc.redis_url, f"{rc.prefix}:stream:events", self.core.log)
-        return EventBus()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
