@@ -57,7 +57,7 @@ class RedisListener:
             try:
                 async for item in self._pubsub.listen():
                     if item.get("type") in ("message", "pmessage"):
-                        self._on_message(str(item.get("channel")), item.get("data"))
+                        self._deliver(item)
             except (RedisError, OSError) as exc:
                 self._log("warn", f"{self.what}: lost redis {self.url} ({exc}); resubscribing")
             await asyncio.sleep(self.RETRY_DELAY)
@@ -70,6 +70,15 @@ class RedisListener:
             except (RedisError, OSError):
                 continue
             self._log("info", f"{self.what}: redis {self.url} is back")
+
+    def _deliver(self, item: dict[str, Any]) -> None:
+        """A receiver's bug costs that one message (logged), never the reader: it runs in the
+        engine's task group, where an escaping exception would stop the whole engine."""
+        try:
+            self._on_message(str(item.get("channel")), item.get("data"))
+        except Exception as exc:
+            self._log("error", f"{self.what}: a message on {item.get('channel')!r} could not be handled: "
+                      f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
         if self._reader is not None:  # stopped before its connection is closed under it

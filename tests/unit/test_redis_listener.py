@@ -51,3 +51,34 @@ def test_pubsub_adapter_keeps_delivering_after_redis_kills_its_connection() -> N
         assert any(level == "warn" and "lost redis" in message for level, message in logs), logs
 
     asyncio.run(scenario())
+
+
+def test_a_receiver_that_raises_costs_one_message_not_the_reader() -> None:
+    url = require_redis()
+    channel = f"test:{uuid.uuid4().hex}"
+    logs: list[tuple[str, str]] = []
+
+    async def scenario() -> None:
+        got: asyncio.Queue[Any] = asyncio.Queue()
+
+        def on_message(_channel: str, data: Any) -> None:
+            if data == "bad":
+                raise ValueError("receiver bug")
+            got.put_nowait(data)
+
+        client = aioredis.from_url(url, decode_responses=True)
+        listener = RedisListener(client, url, on_message=on_message, what="test",
+                                 log=lambda level, message, **_: logs.append((level, message)), channels=(channel,))
+        async with asyncio.TaskGroup() as tasks:  # an escaping exception would fail this group
+            await listener.open(tasks)
+            try:
+                await client.publish(channel, "bad")
+                await client.publish(channel, "good")
+                async with asyncio.timeout(5):
+                    assert await got.get() == "good"
+            finally:
+                await listener.close()
+                await client.aclose()
+        assert any(level == "error" and "receiver bug" in message for level, message in logs), logs
+
+    asyncio.run(scenario())
