@@ -70,8 +70,7 @@ class CronModule(Module):
         await self._cancel([r.task for r in self.running.values()])
 
     async def stop(self) -> None:
-        self._accepting = False
-        await self._cancel([r.task for r in self.running.values()])
+        await self.stop_accepting()
         self.running.clear()
         await self._cancel(list(self._deliveries))
         await self.conditions.close()
