@@ -275,9 +275,9 @@ class QueueStore:
     async def redrive(self, display: str, job_id: str | None, now: float) -> list[str]:
         """Dead jobs back to waiting with their attempts reset; returns the queues touched."""
 
+        where, args = _dead_where(display, job_id)
+
         def move(db: sqlite3.Connection) -> list[str]:
-            where, args = ("display=? AND state='dead'", [display]) if job_id is None else (
-                "display=? AND state='dead' AND id=?", [display, job_id])
             queues = [r[0] for r in db.execute(f"SELECT DISTINCT queue FROM jobs WHERE {where}", args)]
             db.execute(f"UPDATE jobs SET state='waiting', attempts=0, available_at=?, failed_at=NULL WHERE {where}",
                        [now, *args])
@@ -286,8 +286,7 @@ class QueueStore:
         return await self._run(move)
 
     async def count_dead(self, display: str, job_id: str | None = None) -> int:
-        where, args = ("display=? AND state='dead'", [display]) if job_id is None else (
-            "display=? AND state='dead' AND id=?", [display, job_id])
+        where, args = _dead_where(display, job_id)
         return await self._run(lambda db: db.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", args).fetchone()[0])
 
     async def discard(self, display: str, job_id: str) -> int:
@@ -312,3 +311,10 @@ class QueueStore:
     async def subscribers(self) -> list[Subscriber]:
         return await self._run(lambda db: [Subscriber(*row) for row in db.execute(
             "SELECT topic, queue, function_id, delay_s, group_field, seen_at FROM subscribers ORDER BY topic, queue")])
+
+
+def _dead_where(display: str, job_id: str | None) -> tuple[str, list[str]]:
+    """The dead letters of ``display`` (or only ``job_id`` among them) as an SQL condition and its args."""
+    if job_id is None:
+        return "display=? AND state='dead'", [display]
+    return "display=? AND state='dead' AND id=?", [display, job_id]
