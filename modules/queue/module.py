@@ -38,6 +38,7 @@ TRIGGER_TYPES = ("durable:subscriber", "queue")
 # whose worker runs on another engine sharing the store. Each engine reads them at most this often:
 REMOTE_SUBSCRIBERS_TTL = 1.0
 UNKNOWN_TOPIC_RECHECK = 0.05  # before parking a message for want of subscribers (parked ones are handed over)
+STOP_WAIT = 10.0  # seconds stop() lets running deliveries finish and record their outcome
 MAINTAIN_EVERY = 5.0  # seconds between housekeeping rounds (parked messages, subscription refresh)
 REFRESH_SUBSCRIPTIONS_EVERY = 60.0  # ``seen_at`` of the subscriptions this engine holds
 FORGET_SUBSCRIBER_AFTER = 24 * 3600.0  # not held by any engine that long: publishes stop making jobs for it
@@ -96,6 +97,7 @@ class QueueModule(Module):
         self._remote: dict[str, list[Subscriber]] = {}  # topic -> subscriptions known to the store
         self._remote_read_at = float("-inf")
         self._stopping = asyncio.Event()
+        self._runs: set[asyncio.Task[None]] = set()  # consumer loops, awaited by stop()
 
     @staticmethod
     def _build_store(config: QueueModuleConfig, ctx: ModuleContext) -> JobStore:
@@ -159,9 +161,17 @@ class QueueModule(Module):
                 type_id, _SubscriberProvider(self), engine, description="Durable queue subscriber of a topic"))
 
     async def stop(self) -> None:
+        """Consumers finish their deliveries and write the outcomes before the store closes (a
+        delivery still running after ``STOP_WAIT`` is cut off: its message is delivered again later)."""
         self._stopping.set()
         for consumer in self._consumers():
             consumer.close()
+        if self._runs:
+            _done, late = await asyncio.wait(set(self._runs), timeout=STOP_WAIT)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         await self.conditions.close()
         await self.store.close()
 
@@ -169,7 +179,9 @@ class QueueModule(Module):
         return [s.consumer for s in self.subscriptions.values()] + list(self.named.values())
 
     def _spawn(self, consumer: Consumer) -> None:
-        self.ctx.tasks.create_task(consumer.run(), name=f"queue-{consumer.queue}")
+        task = self.ctx.tasks.create_task(consumer.run(), name=f"queue-{consumer.queue}")
+        self._runs.add(task)  # also the runs of consumers closed by an unsubscribe, still finishing
+        task.add_done_callback(self._runs.discard)
 
     def _named_consumer(self, name: str, policy: Policy) -> Consumer:
         consumer = Consumer(self.store, f"fn:{name}", policy, self._call_job, self._log, self.owner)
