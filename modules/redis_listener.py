@@ -14,6 +14,8 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from modules.redis_url import redacted
+
 OnMessage = Callable[[str, Any], None]  # (channel, data)
 Log = Callable[..., None]  # Core.log-like: (level, message)
 
@@ -28,7 +30,7 @@ class RedisListener:
     def __init__(self, client: aioredis.Redis, url: str, *, on_message: OnMessage, log: Log, what: str,
                  channels: tuple[str, ...] = (), patterns: tuple[str, ...] = ()) -> None:
         self._client = client
-        self.url = url
+        self.url = redacted(url)  # for messages; the client keeps the real one
         self.what = what
         self._on_message = on_message
         self._log = log

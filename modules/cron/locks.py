@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modules.cron.errors import CronLockError
+from modules.redis_url import redacted
 from modules.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
@@ -161,7 +162,7 @@ class RedisCronLocks(CronLocks):
     def __init__(self, url: str, *, prefix: str = "iii", lock_ttl_ms: int = 60_000) -> None:
         from redis import asyncio as aioredis
 
-        self.url = url
+        self.url = redacted(url)  # for messages; the client keeps the real one
         self.prefix = prefix
         self.lock_ttl_ms = lock_ttl_ms
         self._client = aioredis.from_url(url, decode_responses=True)

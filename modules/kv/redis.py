@@ -14,6 +14,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from modules.kv.base import MISSING, Change, KvAdapter, StorageError, decode, encode
+from modules.redis_url import redacted
 
 _SET = "local old = redis.call('HGET', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return old"
 _DEL = "local old = redis.call('HGET', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[1], ARGV[1]); return old"
@@ -22,7 +23,7 @@ MAX_CONFLICT_RETRIES = 100
 
 class RedisKv(KvAdapter):
     def __init__(self, url: str, space: str, *, prefix: str = "iii") -> None:
-        self.url = url
+        self.url = redacted(url)  # for messages; the client keeps the real one
         self._client = aioredis.from_url(url, decode_responses=True)
         self._base = f"{prefix}:{space}:"
         self._set = self._client.register_script(_SET)

@@ -15,6 +15,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from modules.redis_listener import Log, RedisListener, RedisUnavailable
+from modules.redis_url import redacted
 
 Deliver = Callable[[str, Any], None]
 
@@ -40,7 +41,7 @@ class PubSubUnavailable(Exception):
 
 class RedisPubSub(PubSubAdapter):
     def __init__(self, url: str, prefix: str, log: Log) -> None:
-        self.url = url
+        self.url = redacted(url)  # for messages; the client keeps the real one
         self.prefix = prefix
         self._client = aioredis.from_url(url, decode_responses=True)
         self._listener = RedisListener(self._client, url, on_message=self._on_message, log=log,

@@ -42,7 +42,6 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -51,6 +50,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from modules.queue.store import Job, StoreError, Subscriber
 from modules.redis_listener import Log, RedisListener, RedisUnavailable
+from modules.redis_url import redacted
 
 T = TypeVar("T")
 
@@ -363,16 +363,6 @@ def _fields(job: Job) -> list[str]:
     return [job.id, str(len(present))] + [x for kv in present for x in kv]
 
 
-def _redacted(url: str) -> str:
-    """The URL without its password (error messages end up in logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class RedisQueueStore:
     broker_type = "redis"
 
@@ -380,7 +370,7 @@ class RedisQueueStore:
         self.url = url
         self._log: Log = log or (lambda *args, **kwargs: None)
         self._listener: RedisListener | None = None
-        self.where = _redacted(url)
+        self.where = redacted(url)
         self.prefix = prefix if prefix.endswith(":") else prefix + ":"
         self._client = aioredis.from_url(url, decode_responses=True)
         script = self._client.register_script

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from modules.kv.base import StorageError
 from modules.redis_listener import Log, RedisListener, RedisUnavailable
+from modules.redis_url import redacted
 from modules.stream.messages import encode
 
 Deliver = Callable[[dict[str, Any]], object]
@@ -37,7 +38,7 @@ class EventBus:
 
 class RedisBus(EventBus):
     def __init__(self, url: str, channel: str, log: Log) -> None:
-        self.url = url
+        self.url = redacted(url)  # for messages; the client keeps the real one
         self.channel = channel
         self._client = aioredis.from_url(url, decode_responses=True)
         self._listener = RedisListener(self._client, url, on_message=lambda _channel, data: self._on_message(data),
