@@ -36,6 +36,12 @@ class AdapterEntry:
     class_name: str = field(metadata={"key": "class"})
     config: Any = None
 
+    @property
+    def kind(self) -> str:
+        """The class name's last segment, which selects the adapter: the original's configs spell the
+        same adapter as ``modules::state::adapters::RedisAdapter`` or ``modules::state::RedisAdapter``."""
+        return self.class_name.rsplit("::", 1)[-1]
+
 
 class Module:
     class_name: ClassVar[str]

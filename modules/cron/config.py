@@ -88,7 +88,7 @@ def build_locks(entry: AdapterEntry | None, *, data_dir: Path, base_dir: Path, p
     default = data_dir / "cron.sqlite3"
     if entry is None:
         return SqliteCronLocks(default)
-    kind = entry.class_name.rsplit("::", 1)[-1]
+    kind = entry.kind
     where = f"{path}.config"
     if kind == "KvCronAdapter":
         kv = parse_dataclass(KvCronConfig, entry.config, where)

@@ -59,7 +59,7 @@ def build_kv(entry: AdapterEntry | None, *, space: str, data_dir: Path, base_dir
     default_file = data_dir / f"{space}.sqlite3"
     if entry is None:
         return SqliteKv(default_file, space)
-    kind = entry.class_name.rsplit("::", 1)[-1]
+    kind = entry.kind
     where = f"{path}.config"
     if kind == "KvStore":
         kv = parse_dataclass(KvStoreConfig, entry.config, where)
@@ -84,7 +84,7 @@ def build_kv(entry: AdapterEntry | None, *, space: str, data_dir: Path, base_dir
 def redis_config(entry: AdapterEntry | None, path: str) -> RedisConfig | None:
     """The entry's Redis settings when it names ``RedisAdapter`` (also what a module's other Redis
     traffic, e.g. stream events, uses), else None."""
-    if entry is None or entry.class_name.rsplit("::", 1)[-1] != "RedisAdapter":
+    if entry is None or entry.kind != "RedisAdapter":
         return None
     return parse_dataclass(RedisConfig, entry.config, f"{path}.config")
 

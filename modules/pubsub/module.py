@@ -35,7 +35,7 @@ class PubSubConfig:
 def build_adapter(entry: AdapterEntry | None, path: str, log: Log) -> PubSubAdapter:
     if entry is None:
         return LocalPubSub()
-    kind = entry.class_name.rsplit("::", 1)[-1]
+    kind = entry.kind
     if kind == "LocalAdapter":
         return LocalPubSub()
     if kind == "RedisAdapter":

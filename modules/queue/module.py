@@ -105,7 +105,7 @@ class QueueModule(Module):
         default = ctx.data_dir / "queue.sqlite3"
         if entry is None:
             return QueueStore(default)
-        kind = entry.class_name.rsplit("::", 1)[-1]
+        kind = entry.kind
         where = f"{ctx.entry_path}.config.adapter.config"
         if kind == "MemoryAdapter":
             parse_dataclass(Empty, entry.config, where)
