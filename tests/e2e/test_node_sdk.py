@@ -9,16 +9,12 @@ where a missing Node is a broken CI image and must fail loudly instead of hiding
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import json
 import os
 import queue
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -29,61 +25,20 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import REPO, EngineProcess
-from tests.services import require_tools
+from tests.services import install_locked_npm_packages, require_tools
 
 NODE_DIR = REPO / "tests" / "node"
 ACCEPT_NODE = NODE_DIR / "accept_node.mjs"  # section 12.2 of the protocol reference, byte for byte
 MATH_WORKER = NODE_DIR / "math_worker.mjs"
-NPM_TIMEOUT = 300.0
 NODE_CONNECTED = "worker connected (node 0.22.1)"  # engine::workers::register, which Node sends last
 
-
-
-def _lock_mismatch(node_dir: Path) -> str | None:
-    """Why ``node_modules`` does not match ``package-lock.json`` (None when it does).
-
-    npm records what it installed in ``node_modules/.package-lock.json``; comparing versions with
-    the committed lock catches a lock bump after a pull, which a bare existence check would miss.
-    """
-    installed = node_dir / "node_modules" / ".package-lock.json"
-    if not installed.is_file():
-        return "node_modules is missing"
-    try:
-        wanted = json.loads((node_dir / "package-lock.json").read_text())["packages"]
-        have = json.loads(installed.read_text())["packages"]
-    except (OSError, ValueError, KeyError) as exc:
-        return f"cannot compare the installed packages with the lock ({exc})"
-    for path, meta in wanted.items():
-        if path and have.get(path, {}).get("version") != meta.get("version"):
-            return f"{path} is {have.get(path, {}).get('version')}, the lock wants {meta.get('version')}"
-    return None
 
 
 @pytest.fixture(scope="session")
 def node_sdk() -> str:
     """The ``node`` executable, with ``tests/node/node_modules`` installed from the lock."""
     node, npm = require_tools("node", "npm", purpose="the Node iii-sdk tests need Node.js and npm")
-    # One installer at a time when several test sessions share this checkout.
-    digest = hashlib.sha1(str(NODE_DIR).encode()).hexdigest()[:12]
-    lock_path = Path(tempfile.gettempdir()) / f"iii-engine-npm-{digest}.lock"
-    with open(lock_path, "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        stale = _lock_mismatch(NODE_DIR)
-        if stale is not None:
-            try:
-                run = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True,
-                                     text=True, timeout=NPM_TIMEOUT)
-            except subprocess.TimeoutExpired as exc:  # its partial output is bytes even with text=True
-                partial = b"".join(o if isinstance(o, bytes) else (o or "").encode() for o in (exc.stdout, exc.stderr))
-                pytest.fail(f"`npm ci` in {NODE_DIR} ({stale}) did not finish within {NPM_TIMEOUT:g} s:\n"
-                            f"{partial.decode(errors='replace')}", pytrace=False)
-            if run.returncode != 0:
-                pytest.fail(f"`npm ci` in {NODE_DIR} ({stale}) failed with exit code {run.returncode}:\n"
-                            f"{run.stdout}{run.stderr}", pytrace=False)
-            still = _lock_mismatch(NODE_DIR)
-            if still is not None:
-                pytest.fail(f"`npm ci` succeeded but node_modules still differs from the lock: {still}",
-                            pytrace=False)
+    install_locked_npm_packages(NODE_DIR, npm)
     return node
 
 

