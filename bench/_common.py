@@ -75,6 +75,11 @@ class App:
             time.sleep(0.02)
         raise TimeoutError(f"no log line with {fragment!r}:\n{(self.dir / 'engine.log').read_text()}")
 
+    def worker_url(self, timeout: float = 15.0) -> str:
+        """The worker port's ws:// address, as the engine logs it (the config asks for any free port)."""
+        line = self.wait_log("worker port listening on ", timeout)
+        return str(line["message"]).split("listening on ", 1)[1].strip()
+
     def close(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:

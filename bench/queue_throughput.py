@@ -93,7 +93,7 @@ def engine_rate(n: int, adapter: str) -> tuple[float, float]:
     app = App({"worker.py": WORKER}, exec_block)
     try:
         app.wait_log("function registered: bench::consume")
-        url = app.wait_log("worker port listening on")["message"].split("listening on ", 1)[1]
+        url = app.worker_url()
         t0 = time.perf_counter()
         asyncio.run(publish_all(url, n, 256))
         published = time.perf_counter() - t0
@@ -111,7 +111,7 @@ def split_rates(n: int) -> tuple[float, float]:
     app = App({"worker.py": LATE_WORKER}, exec_block)
     try:
         app.wait_log("function registered: bench::subscribe")
-        url = app.wait_log("worker port listening on")["message"].split("listening on ", 1)[1]
+        url = app.worker_url()
         t0 = time.perf_counter()
         asyncio.run(publish_all(url, n, 256))
         published = time.perf_counter() - t0

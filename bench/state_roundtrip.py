@@ -102,7 +102,7 @@ def engine_rates(n: int, adapter: str) -> dict[tuple[str, int], float]:
     app = App({"worker.py": WORKER}, exec_block)
     try:
         app.wait_log("function registered: bench::state")
-        url = app.wait_log("worker port listening on")["message"].split("listening on ", 1)[1]
+        url = app.worker_url()
         return asyncio.run(measure(url, n))
     finally:
         app.close()

@@ -137,8 +137,7 @@ class Engine:
         self.app = App({}, "  - class: modules::stream::StreamModule\n"
                            f"    config: {{host: 127.0.0.1, port: {self.stream_port}{adapter}}}\n")
         self.app.wait_log("stream server listening on")
-        line = self.app.wait_log("worker port listening on")
-        self.worker_url = line["message"].split("listening on ", 1)[1].strip()
+        self.worker_url = self.app.worker_url()
 
     def run(self, clients: int, messages: int) -> tuple[list[float], list[float]]:
         join = json.dumps({"type": "join", "data": {"subscriptionId": "s", "streamName": "bench", "groupId": "g"}})

@@ -304,7 +304,7 @@ async def measure(args: argparse.Namespace) -> None:
         await helper(RELAY_WORKER, f"ws://127.0.0.1:{relay_port}/worker", what="relay worker")
 
         app = await asyncio.to_thread(App, {}, "")
-        url = str((await wait_log(app, "worker port listening on "))["message"]).split("listening on ", 1)[1].strip()
+        url = await asyncio.to_thread(app.worker_url)
         await helper(RAW_WORKER, url, what="raw worker")
         await wait_log(app, "function registered: bench.raw")
         procs.append(await spawn(sys.executable, "-c", SDK_CALLEE, url, "bench-echo", "bench.echo",
