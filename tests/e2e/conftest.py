@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -140,6 +141,17 @@ class EngineProcess:
                 pass
         for r in self._readers:
             r.join(5)
+
+
+def port_free(port: int) -> bool:
+    """Could the engine bind ``port`` on 127.0.0.1 now (the acceptance scripts need the default port)?"""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the engine binds: TIME_WAIT is no owner
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def alive(pid: int) -> bool:

@@ -12,7 +12,6 @@ import contextlib
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import REPO, EngineProcess
+from tests.e2e.conftest import REPO, EngineProcess, port_free
 from tests.services import install_locked_npm_packages, require_tools
 
 NODE_DIR = REPO / "tests" / "node"
@@ -108,16 +107,6 @@ def spawn() -> Iterator[Callable[..., Proc]]:
         proc.kill()
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the engine binds: TIME_WAIT is no owner
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _config(worker_port: int = 0) -> str:
     """The worker port (any free one unless given) and the REST API on any free port."""
     return (f"port: {worker_port}\n"
@@ -139,7 +128,7 @@ def _start_node_worker(node: str, engine: EngineProcess, spawn: Callable[..., Pr
 
 def test_node_sdk_acceptance_script_unchanged(node_sdk, start_engine):
     # The script hardcodes ws://127.0.0.1:49134, so this engine must own that port.
-    if not _port_free(49134):
+    if not port_free(49134):
         pytest.fail("port 49134 is taken: the unchanged acceptance script needs it")
     engine = start_engine(_config(49134))
     engine.wait_message("engine ready")

@@ -10,7 +10,7 @@ import textwrap
 import httpx
 import pytest
 
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, port_free
 
 # Section 12.1 of shared/reference/iii-wire-protocol.md, unchanged.
 ACCEPTANCE_PY = '''
@@ -73,18 +73,8 @@ time.sleep(600)
 '''
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the engine binds: TIME_WAIT is no owner
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_python_sdk_acceptance_script_unchanged(start_engine, tmp_path):
-    if not _port_free(49134):
+    if not port_free(49134):
         pytest.fail("port 49134 is taken: the unchanged acceptance script needs it")
     engine = start_engine(textwrap.dedent("""
         port: 49134
