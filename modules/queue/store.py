@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,  -- a new row's rowid exceeds every existing one's: FIFO order holds
     id TEXT UNIQUE NOT NULL,
     queue TEXT NOT NULL,
     display TEXT NOT NULL,
@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS subscribers (
 """
 _COLUMNS = ("id, queue, display, function_id, data, group_id, state, attempts, available_at, lease_until, owner, "
             "created_at, failed_at, last_error, traceparent, baggage")
+_INSERT = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 
 
 @dataclass(frozen=True)
@@ -159,10 +160,11 @@ class QueueStore:
             db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` in a transaction on the store's thread; concurrent calls share one commit."""
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, quick: bool = False) -> T:
+        """``fn`` in a transaction; concurrent calls share one commit. ``quick``: a short, bounded
+        call (the delivery path), which may run on the loop thread (``SqliteThread``)."""
         try:
-            return await self._db.run(fn)
+            return await self._db.run(fn, quick=quick)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"queue store {self._db.where}: {exc}") from exc
 
@@ -182,8 +184,7 @@ class QueueStore:
         """Store jobs durably; returns once they are committed (concurrent pushes share a commit)."""
         rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, "waiting", 0,
                  j.available_at, None, None, j.created_at, None, None, j.traceparent, j.baggage) for j in jobs]
-        await self._run(lambda db: db.executemany(
-            f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows))
+        await self._run(lambda db: db.executemany(_INSERT, rows), quick=True)
 
     async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
         """Give the jobs kept for a topic without subscribers to its first subscriber."""
@@ -213,29 +214,31 @@ class QueueStore:
                            [(j.attempts, j.lease_until, owner, j.id) for j in jobs])
             return jobs
 
-        return await self._run(take)
+        return await self._run(take, quick=True)
 
     async def ack(self, job_ids: list[str]) -> None:
-        await self._run(lambda db: db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids]))
+        await self._run(lambda db: db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids]),
+                        quick=True)
 
     async def retry(self, job_id: str, error: dict[str, Any], at: float) -> None:
         await self._run(lambda db: db.execute(
             "UPDATE jobs SET state='waiting', available_at=?, lease_until=NULL, owner=NULL, last_error=? "
-            "WHERE id=?", (at, json.dumps(error), job_id)))
+            "WHERE id=?", (at, json.dumps(error), job_id)), quick=True)
 
     async def bury(self, job_id: str, error: dict[str, Any], now: float) -> None:
         await self._run(lambda db: db.execute(
             "UPDATE jobs SET state='dead', failed_at=?, lease_until=NULL, owner=NULL, last_error=? WHERE id=?",
-            (now, json.dumps(error), job_id)))
+            (now, json.dumps(error), job_id)), quick=True)
 
     async def extend(self, job_id: str, until: float) -> bool:
         return await self._run(lambda db: db.execute(
-            "UPDATE jobs SET lease_until=? WHERE id=? AND state='active'", (until, job_id)).rowcount) == 1
+            "UPDATE jobs SET lease_until=? WHERE id=? AND state='active'", (until, job_id)).rowcount, quick=True) == 1
 
     async def expired(self, queue: str, now: float) -> list[Job]:
         """Active jobs whose lease ran out (their engine died, or the handler overran)."""
         return await self._run(lambda db: [Job.from_row(r) for r in db.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE queue=? AND state='active' AND lease_until<?", (queue, now))])
+            f"SELECT {_COLUMNS} FROM jobs WHERE queue=? AND state='active' AND lease_until<?", (queue, now))],
+            quick=True)
 
     async def release_owned_by(self, owners: list[str]) -> int:
         """Make jobs leased by engines that are gone deliverable now instead of at lease expiry."""

@@ -100,3 +100,58 @@ def test_a_cursor_never_leaves_the_database_thread() -> None:
         await db.close()
 
     asyncio.run(main())
+
+
+def test_quick_calls_of_one_loop_turn_run_on_the_loop_thread_in_one_commit_each_its_own_unit(tmp_path: Path) -> None:
+    """Quick calls skip the thread hop when the file is free; a failing one still undoes only itself."""
+    path = tmp_path / "db.sqlite3"
+
+    async def main() -> None:
+        db = SqliteThread(path, _setup, name="test")
+        await db.run(lambda c: None)  # the thread created the file and the table
+        threads: set[str] = set()
+
+        def insert(k: str) -> object:
+            def run(c: sqlite3.Connection) -> int:
+                threads.add(threading.current_thread().name)
+                return c.execute("INSERT INTO t VALUES (?, 1)", (k,)).rowcount
+            return run
+
+        outcomes = await asyncio.gather(db.run(insert("a"), quick=True), db.run(insert("a"), quick=True),
+                                        db.run(insert("b"), quick=True), return_exceptions=True)
+        assert outcomes[0] == 1 and outcomes[2] == 1
+        assert isinstance(outcomes[1], sqlite3.IntegrityError)
+        assert threads == {threading.current_thread().name}  # never handed to the database thread
+        assert db.read_now(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()[0]) == (True, 2)
+        await db.close()
+        check = sqlite3.connect(path)
+        assert sorted(r[0] for r in check.execute("SELECT k FROM t")) == ["a", "b"]
+        check.close()
+
+    asyncio.run(main())
+
+
+def test_quick_calls_wait_on_the_thread_while_another_connection_writes(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+
+    async def main() -> None:
+        db = SqliteThread(path, _setup, name="test")
+        await db.run(lambda c: None)
+        other = sqlite3.connect(path, isolation_level=None)  # another engine instance sharing the file
+        other.execute("BEGIN IMMEDIATE")
+        threads: list[str] = []
+
+        def insert(c: sqlite3.Connection) -> None:
+            threads.append(threading.current_thread().name)
+            c.execute("INSERT INTO t VALUES ('k', 1)")
+
+        pending = asyncio.ensure_future(db.run(insert, quick=True))
+        done, _ = await asyncio.wait({pending}, timeout=0.2)
+        assert not done  # queued behind the lock, not failed with "database is locked"
+        other.execute("COMMIT")
+        await asyncio.wait_for(pending, 5)
+        assert threads == ["sqlite-test"]
+        other.close()
+        await db.close()
+
+    asyncio.run(main())
