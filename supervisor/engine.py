@@ -22,6 +22,7 @@ from supervisor.core.core import Core
 from supervisor.core.engine_events import EngineEvents
 from supervisor.core.http_functions import HttpFunctionClient
 from supervisor.errors import ConfigError, EngineError
+from supervisor.gc_tuning import tune_for_serving
 from supervisor.logview import LogView
 
 DEFAULT_SHUTDOWN_GRACE = 10.0
@@ -126,6 +127,7 @@ class Engine:
         finally:
             await self.core.registry.release_slot(STARTUP_SLOT)
         if started:
+            tune_for_serving()
             self.core.log("info", f"engine ready ({len(self.modules)} modules, worker port {self.worker_port.port})")
             await self._stop.wait()
         await self._shutdown()
