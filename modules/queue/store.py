@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     baggage TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, state, seq);
-CREATE INDEX IF NOT EXISTS jobs_by_display ON jobs (display, state, seq);
+-- dead letters only: a publish then updates three b-trees, not four
+CREATE INDEX IF NOT EXISTS jobs_dead ON jobs (display, failed_at, seq) WHERE state = 'dead';
 CREATE TABLE IF NOT EXISTS subscribers (
     topic TEXT NOT NULL,
     queue TEXT NOT NULL,
@@ -59,7 +60,8 @@ CREATE TABLE IF NOT EXISTS subscribers (
 """
 _COLUMNS = ("id, queue, display, function_id, data, group_id, state, attempts, available_at, lease_until, owner, "
             "created_at, failed_at, last_error, traceparent, baggage")
-_INSERT = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT = ("INSERT INTO jobs (id, queue, display, function_id, data, group_id, state, available_at, created_at, "
+           "traceparent, baggage) VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?)")
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ class QueueStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='jobs_by_display'").fetchone():
+            db.execute("DROP INDEX jobs_by_display")  # files made before jobs_dead replaced it
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, quick: bool = False) -> T:
         """``fn`` in a transaction; concurrent calls share one commit. ``quick``: a short, bounded
@@ -182,8 +186,8 @@ class QueueStore:
 
     async def push(self, jobs: list[Job]) -> None:
         """Store jobs durably; returns once they are committed (concurrent pushes share a commit)."""
-        rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, "waiting", 0,
-                 j.available_at, None, None, j.created_at, None, None, j.traceparent, j.baggage) for j in jobs]
+        rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, j.available_at, j.created_at,
+                 j.traceparent, j.baggage) for j in jobs]
         await self._run(lambda db: db.executemany(_INSERT, rows), quick=True)
 
     async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
