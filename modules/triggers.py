@@ -63,7 +63,7 @@ class ConditionalTriggers:
                       metadata: dict[str, Any] | None = None) -> Any:
         """Call one binding and return the result (or raise); a condition saying ``false`` gives
         ``Skipped``. ``metadata`` adds to the binding's own (e.g. a queue's delivery facts)."""
-        meta = trig.metadata if not metadata else {**(trig.metadata or {}), **metadata}
+        meta = _merged(trig.metadata, metadata)
         condition = trig.config.get("condition_function_id")
         if condition:
             verdict = await self.core.router.call(condition, payload, timeout=timeout, metadata=meta,
@@ -72,6 +72,15 @@ class ConditionalTriggers:
                 return SKIPPED
         return await self.core.router.call(trig.function_id, payload, timeout=timeout, metadata=meta,
                                            traceparent=traceparent, baggage=baggage)
+
+    def start(self, trig: Trigger, payload: Any, *, timeout: float | None = None, traceparent: str | None = None,
+              baggage: str | None = None, metadata: dict[str, Any] | None = None) -> asyncio.Future[Any]:
+        """``deliver`` as a future: without a condition, the call itself (``Router.start``, no task)."""
+        if trig.config.get("condition_function_id"):
+            return asyncio.ensure_future(self.deliver(trig, payload, timeout=timeout, traceparent=traceparent,
+                                                      baggage=baggage, metadata=metadata))
+        return self.core.router.start(trig.function_id, payload, timeout=timeout, traceparent=traceparent,
+                                      baggage=baggage, metadata=_merged(trig.metadata, metadata))
 
     async def _deliver(self, trig: Trigger, payload: Any) -> None:
         try:
@@ -85,6 +94,11 @@ class ConditionalTriggers:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _merged(own: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A binding's metadata with a delivery's added (e.g. a queue's delivery facts)."""
+    return own if not extra else {**(own or {}), **extra} if own else extra
 
 
 class _Skipped:

@@ -378,7 +378,7 @@ async def _register_function(s: StdioSession, p: dict[str, Any]) -> None:
     s.core.registry.register_function(FunctionDef(
         fid, s.worker, s.invoke, description=p.get("description"), request_format=p.get("request_format"),
         response_format=p.get("response_format"), metadata=_mapping(p, "metadata", "register_function"),
-        enforces_deadline=True,
+        enforces_deadline=True, invoke_returns_future=True,
     ))
 
 

@@ -107,6 +107,7 @@ class WsSession:
                 fid, self.worker, invoke, description=frame.get("description"),
                 request_format=frame.get("request_format"), response_format=frame.get("response_format"),
                 metadata=metadata if isinstance(metadata, dict) else None, enforces_deadline=True,
+                invoke_returns_future=invoke is self.invoke,
             ))
         elif kind == "unregisterfunction":
             if isinstance(frame.get("id"), str):

@@ -10,8 +10,9 @@ retried, so a stuck handler never holds a message forever.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from modules.queue.config import Policy
@@ -19,7 +20,8 @@ from modules.queue.store import Job, JobStore, StoreError
 from supervisor.errors import InvocationError
 
 IDLE_RECHECK = 1.0
-Deliver = Callable[[Job], Coroutine[Any, Any, Any]]
+# The call's future (``Router.start``: no task per delivery), or a coroutine (run as a task).
+Deliver = Callable[[Job], Awaitable[Any]]
 Log = Callable[..., None]
 
 
@@ -33,7 +35,8 @@ class Consumer:
         self._log = log
         self.owner = owner
         self._wake = asyncio.Event()
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        # job id -> its delivery's future, then, while a failure is being recorded, that task
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
         self.leases: dict[str, float] = {}  # job id -> lease end (wall clock), extended by users
         self._closing = False
         self._acked: list[str] = []  # settled successfully, deleted in one transaction per loop turn
@@ -68,8 +71,8 @@ class Consumer:
         finally:
             if self._lease_timer is not None:
                 self._lease_timer.cancel()
-            for task in self._inflight.values():
-                task.cancel()
+            for fut in list(self._inflight.values()):
+                fut.cancel()
 
     async def _flush_acks(self) -> None:
         """Acknowledge in batches: a crash before the flush only means a redelivery (at least once)."""
@@ -94,9 +97,7 @@ class Consumer:
         self._claimed_at = now
         self._drained = len(jobs) < free
         for job in jobs:
-            self.leases[job.id] = job.lease_until or now + self.policy.visibility_s
-            task = asyncio.get_running_loop().create_task(self._handle(job))
-            self._inflight[job.id] = task
+            self._start(job, now)
 
     async def _sleep(self) -> None:
         if self._wake.is_set():
@@ -125,35 +126,53 @@ class Consumer:
         except TimeoutError:
             pass
 
-    async def _handle(self, job: Job) -> None:
-        """One delivery, one task; the lease timer cancels it if its lease ends first."""
-        self._arm_lease_timer(self.leases[job.id])
+    def _start(self, job: Job, now: float) -> None:
+        """One delivery: the call's future, settled by a callback (the lease timer may cancel it)."""
+        lease_end = job.lease_until or now + self.policy.visibility_s
+        self.leases[job.id] = lease_end
         try:
-            try:
-                await self._deliver(job)
-            except asyncio.CancelledError:
-                if job.id not in self._expired:
-                    raise  # shutdown, not a lease end
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                await self._failed(job, {"code": "visibility_timeout", "message": (
-                    f"the handler did not finish within the visibility timeout ({self.policy.visibility_s:g} s)")})
+            fut: asyncio.Future[Any] = asyncio.ensure_future(self._deliver(job))
+        except Exception as exc:  # a bug in our own delivery code: the failure is recorded, the message kept
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(exc)
+        self._inflight[job.id] = fut
+        self._arm_lease_timer(lease_end)
+        fut.add_done_callback(functools.partial(self._settled, job))
+
+    def _settled(self, job: Job, fut: asyncio.Future[Any]) -> None:
+        self.leases.pop(job.id, None)
+        expired = job.id in self._expired
+        self._expired.discard(job.id)
+        self._wake.set()
+        if fut.cancelled():
+            if not expired:  # shutdown, not a lease end: the message stays leased and comes back
+                self._inflight.pop(job.id, None)
                 return
-            except InvocationError as exc:
-                await self._failed(job, exc.to_body())
+            error = {"code": "visibility_timeout", "message": (
+                f"the handler did not finish within the visibility timeout ({self.policy.visibility_s:g} s)")}
+        else:
+            exc = fut.exception()
+            if exc is None:
+                self._inflight.pop(job.id, None)
+                self._acked.append(job.id)
                 return
-            except Exception as exc:  # a bug in our own delivery code: keep the message
-                await self._failed(job, {"code": "invocation_failed", "message": f"{type(exc).__name__}: {exc}"})
-                return
-            self._acked.append(job.id)
+            error = exc.to_body() if isinstance(exc, InvocationError) else {
+                "code": "invocation_failed", "message": f"{type(exc).__name__}: {exc}"}
+        # Recording the failure takes the store: a task, which holds the job's place in _inflight
+        # meanwhile (so the expired-lease sweep does not record it twice).
+        recording = asyncio.get_running_loop().create_task(self._record_failure(job, error))
+        self._inflight[job.id] = recording
+        recording.add_done_callback(functools.partial(self._recorded, job.id))
+
+    def _recorded(self, job_id: str, _task: asyncio.Future[Any]) -> None:
+        self._inflight.pop(job_id, None)
+        self._wake.set()
+
+    async def _record_failure(self, job: Job, error: dict[str, Any]) -> None:
+        try:
+            await self._failed(job, error)
         except StoreError as exc:
             self._log("error", f"queue {self.queue}: could not record the outcome of {job.id}: {exc}")
-        finally:
-            self._inflight.pop(job.id, None)
-            self.leases.pop(job.id, None)
-            self._expired.discard(job.id)
-            self._wake.set()
 
     def _arm_lease_timer(self, lease_end: float) -> None:
         """One timer per consumer, at the earliest lease end (not a timer per delivery)."""
@@ -170,12 +189,14 @@ class Consumer:
         self._lease_timer = None
         now = time.time()
         earliest: float | None = None
-        for job_id, task in self._inflight.items():
-            end = self.leases.get(job_id, 0.0)
+        for job_id, fut in self._inflight.items():
+            end = self.leases.get(job_id)
+            if end is None:  # settled; its failure is being recorded
+                continue
             if end <= now:
                 if job_id not in self._expired:
                     self._expired.add(job_id)
-                    task.cancel()
+                    fut.cancel()
             elif earliest is None or end < earliest:
                 earliest = end
         if earliest is not None:

@@ -27,7 +27,7 @@ from modules.queue.admin import register_admin_functions
 from modules.queue.config import BuiltinQueueConfig, Policy, QueueModuleConfig, subscriber_policy
 from modules.queue.consumer import Consumer
 from modules.queue.store import Job, JobStore, QueueStore, StoreError, Subscriber
-from modules.triggers import SKIPPED, ConditionalTriggers
+from modules.triggers import ConditionalTriggers
 from supervisor.config_schema import parse_dataclass
 from supervisor.core.builtin_input import Input
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType
@@ -300,25 +300,26 @@ class QueueModule(Module):
         mine = {s.consumer.queue for s in local}
         return [r for r in remote if r.queue not in mine]
 
-    async def _topic_job(self, job: Job) -> Any:
+    def _topic_job(self, job: Job) -> asyncio.Future[Any]:
         # A topic job's queue is ``topic:<display>:<function_id>``: its subscription's key, found in
         # one lookup per delivery rather than a scan of every subscription.
         sub = self.subscriptions.get((job.display, job.function_id or ""))
         trigger = next(iter(sub.triggers.values()), None) if sub else None
         if sub is None or trigger is None:
-            raise InvocationError(f"nobody subscribes to {job.display!r} with {job.function_id!r} any more",
-                                  code="function_not_found")
-        result = await self.conditions.deliver(  # the lease bounds the call, not a timeout
+            gone: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            gone.set_exception(InvocationError(
+                f"nobody subscribes to {job.display!r} with {job.function_id!r} any more", code="function_not_found"))
+            return gone
+        return self.conditions.start(  # the lease bounds the call, not a timeout
             trigger, job.data, timeout=24 * 3600.0, traceparent=job.traceparent, baggage=job.baggage,
             metadata=_delivery_facts(job, sub.policy))
-        return None if result is SKIPPED else result
 
-    async def _call_job(self, job: Job) -> Any:
+    def _call_job(self, job: Job) -> asyncio.Future[Any]:
         assert job.function_id is not None
         consumer = self.named.get(job.display)
-        return await self.core.router.call(job.function_id, job.data, timeout=24 * 3600.0,
-                                           traceparent=job.traceparent, baggage=job.baggage,
-                                           metadata=_delivery_facts(job, consumer.policy if consumer else None))
+        return self.core.router.start(job.function_id, job.data, timeout=24 * 3600.0,
+                                      traceparent=job.traceparent, baggage=job.baggage,
+                                      metadata=_delivery_facts(job, consumer.policy if consumer else None))
 
     # -- producers -------------------------------------------------------------------------------
 

@@ -81,6 +81,9 @@ class FunctionDef:
     # in-process built-in's waits are bounded by limits of its own (a store commit): the router
     # then spends no timer object on the call.
     enforces_deadline: bool = False
+    # True when ``invoke`` returns an ``asyncio.Future`` (a worker's pending call), not a coroutine:
+    # ``Router.start`` then needs no task for the call.
+    invoke_returns_future: bool = False
 
     @property
     def namespace(self) -> str:

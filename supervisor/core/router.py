@@ -84,10 +84,44 @@ class Router:
         except Exception as exc:  # an in-process handler raised something untyped
             raise InvocationFailed(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            worker.call_finished()
-            self.inflight -= 1
-            if self.inflight == 0 and self._idle is not None:
-                self._idle.set()
+            self._finished(worker)
+
+    def start(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        timeout: float | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> asyncio.Future[Any]:
+        """``call`` as a future, for callers that run many calls at once (a queue's deliveries).
+
+        When the function is registered and its invoker answers with a future that bounds the call
+        itself (a worker's), no task and no coroutine frame is spent on the call; otherwise a task
+        runs ``call``. The future fails with ``InvocationError``s, like ``call``."""
+        fn = self.registry.resolve(function_id, None)
+        if fn is None or not fn.enforces_deadline or fn.invoke_returns_future is not True:
+            return asyncio.ensure_future(self.call(function_id, data, timeout=timeout, traceparent=traceparent,
+                                                   baggage=baggage, metadata=metadata))
+        limit = self.default_timeout if timeout is None else timeout
+        invocation = Invocation(
+            f"{self._id_prefix}-{next(self._id_counter)}", function_id, data, child_traceparent(traceparent),
+            baggage, metadata, None, time.monotonic() + limit, limit,
+        )
+        worker = fn.worker
+        worker.call_started()
+        self.inflight += 1
+        fut: asyncio.Future[Any] = fn.invoke(invocation)  # type: ignore[assignment]
+        fut.add_done_callback(lambda _fut: self._finished(worker))
+        return fut
+
+    def _finished(self, worker: Worker) -> None:
+        worker.call_finished()
+        self.inflight -= 1
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
 
     async def _wait_for(self, function_id: str, call_deadline: float, namespace: str | None) -> FunctionDef:
         """Hold a call while the function may still appear (its worker restarting, the app starting)."""

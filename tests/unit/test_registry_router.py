@@ -90,6 +90,39 @@ def test_call_in_process_function_passes_data() -> None:
     run(main())
 
 
+def test_start_hands_back_a_workers_own_future_and_counts_the_call_until_it_settles() -> None:
+    """``Router.start``: no task for a worker's call (its invoker answers with a future)."""
+
+    async def main() -> None:
+        reg, router, _ = setup()
+        owner = worker("w")
+        sent: list[Invocation] = []
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def invoke(invocation: Invocation) -> asyncio.Future[Any]:
+            sent.append(invocation)
+            return answer
+
+        reg.register_function(FunctionDef("w::f", owner, invoke, enforces_deadline=True, invoke_returns_future=True))
+        fut = router.start("w::f", {"n": 1}, metadata={"queue": {"attempt": 1}}, traceparent=None)
+        assert fut is answer and not isinstance(fut, asyncio.Task)
+        assert sent[0].data == {"n": 1} and sent[0].metadata == {"queue": {"attempt": 1}} and sent[0].traceparent
+        assert router.inflight == 1 and owner.inflight == 1
+        answer.set_result("ok")
+        assert await fut == "ok"
+        await spin()
+        assert router.inflight == 0 and owner.inflight == 0
+
+        # anything else (an unknown function, an in-process built-in) runs ``call`` in a task
+        reg.register_function(FunctionDef("math::one", owner, const(1)))
+        assert await router.start("math::one", None) == 1
+        with pytest.raises(FunctionNotFound):
+            await router.start("nobody::here", None)
+        assert router.inflight == 0
+
+    run(main())
+
+
 def test_invocation_carries_trace_context_metadata_and_caller() -> None:
     async def main() -> None:
         reg, router, _ = setup()
