@@ -30,8 +30,9 @@ MAX_MESSAGE = 64 * 1024 * 1024
 
 class WorkerPort:
     def __init__(self, core: Core, host: str, port: int, *, token: str | None = None,
-                 http_functions: HttpFunctionClient | None = None) -> None:
+                 http_functions: HttpFunctionClient | None = None, compression: bool = False) -> None:
         self.core = core
+        self.compression = compression  # accept permessage-deflate when offered (config ``worker_compression``)
         self.http_functions = http_functions
         self.host = host
         self.requested_port = port
@@ -97,7 +98,7 @@ class WorkerPort:
         refused = self._refused(request)
         if refused is not None:
             return refused
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, autoping=True, compress=self.compression)
         await ws.prepare(request)
         self._sockets.add(ws)
         worker = Worker(id=str(uuid.uuid4()), name=f"ws:{request.remote}", kind="websocket", address=request.remote)

@@ -113,7 +113,7 @@ class Engine:
         from rpc.ws_server import WorkerPort
 
         self.worker_port = WorkerPort(self.core, self.config.host, self.config.port, token=self.config.worker_token,
-                                      http_functions=http_functions)
+                                      http_functions=http_functions, compression=self.config.worker_compression)
         try:
             await self.worker_port.start()  # before the modules: supervised SDK workers connect at once
         except EngineError as exc:

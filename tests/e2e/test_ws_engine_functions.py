@@ -335,3 +335,18 @@ def test_large_messages_pass_and_oversized_ones_close_only_their_connection(star
 
     asyncio.run(scenario())
     engine.wait_message("exceeded the 64 MiB limit")
+
+
+@pytest.mark.parametrize("setting, negotiated", [("", False), ("worker_compression: true\n", True)])
+def test_permessage_deflate_is_declined_unless_configured(start_engine, setting, negotiated):
+    """The iii-sdk clients offer deflate; compressing every small frame costs more than it saves locally."""
+    engine = start_engine(textwrap.dedent("port: 0\nmodules: []\n") + setting)
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(engine.worker_url, compress=15) as ws:
+                assert bool(ws.compress) is negotiated
+                registered = await asyncio.wait_for(ws.receive_json(), 10)
+                assert registered["type"] == "workerregistered"  # frames flow either way
+
+    asyncio.run(scenario())

@@ -530,3 +530,15 @@ def test_exec_commands_and_env_that_cannot_be_spawned_are_config_errors(config, 
     with pytest.raises(_ConfigError) as info:
         parse_dataclass(ExecConfig, config, "modules[1].config")
     assert fragment in str(info.value) and "modules[1].config" in str(info.value)
+
+
+def test_worker_compression_is_off_by_default_and_must_be_a_boolean(tmp_path: Path) -> None:
+    file = tmp_path / "config.yaml"
+    file.write_text("modules: []\n")
+    assert load_config(file, env={}).worker_compression is False
+    file.write_text("worker_compression: true\nmodules: []\n")
+    assert load_config(file, env={}).worker_compression is True
+    file.write_text("worker_compression: gzip\nmodules: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(file, env={})
+    assert info.value.path == "worker_compression"
