@@ -206,11 +206,11 @@ class Consumer:
         error = {**error, "attempt": job.attempts}
         where = f"{job.display} message {job.id}"
         if job.attempts >= self.policy.max_attempts:
-            await self.store.bury(job.id, error, time.time())
-            self._log("error", f"{where} moved to the dead-letter queue after {job.attempts} attempt(s): "
-                      f"{error.get('message')}", function_id=job.function_id, code=error.get("code"))
-            return
+            if await self.store.bury(job.id, job.attempts, error, time.time()):
+                self._log("error", f"{where} moved to the dead-letter queue after {job.attempts} attempt(s): "
+                          f"{error.get('message')}", function_id=job.function_id, code=error.get("code"))
+            return  # else settled already, or claimed again after its lease ended: nothing to undo
         delay = self.policy.retry_delay(job.attempts)
-        await self.store.retry(job.id, error, time.time() + delay)
-        self._log("warn", f"{where} failed (attempt {job.attempts} of {self.policy.max_attempts}), retrying in "
-                  f"{delay:g} s: {error.get('message')}", function_id=job.function_id, code=error.get("code"))
+        if await self.store.retry(job.id, job.attempts, error, time.time() + delay):
+            self._log("warn", f"{where} failed (attempt {job.attempts} of {self.policy.max_attempts}), retrying in "
+                      f"{delay:g} s: {error.get('message')}", function_id=job.function_id, code=error.get("code"))

@@ -235,9 +235,12 @@ end
 return n
 """
 
-# ARGV: P, id, state (waiting/dead), at (available_at or failed_at), error
+# ARGV: P, id, state (waiting/dead), at (available_at or failed_at), error, attempt
+# only while the job is still in that delivery attempt (see QueueStore.retry)
 _SETTLE = r"""
 local id = ARGV[2]
+local now = redis.call('HMGET', jkey(id), 'state', 'attempts')
+if now[1] ~= 'active' or tonumber(now[2]) ~= tonumber(ARGV[6]) then return 0 end
 if not unlink(id) then return 0 end
 redis.call('HSET', jkey(id), 'state', ARGV[3], ARGV[3] == 'waiting' and 'available_at' or 'failed_at', ARGV[4],
            'last_error', ARGV[5])
@@ -432,11 +435,11 @@ class RedisQueueStore:
         if job_ids:
             await self._run(self._ack, *job_ids)
 
-    async def retry(self, job_id: str, error: dict[str, Any], at: float) -> None:
-        await self._run(self._settle, job_id, "waiting", _num(at), json.dumps(error))
+    async def retry(self, job_id: str, attempt: int, error: dict[str, Any], at: float) -> bool:
+        return int(await self._run(self._settle, job_id, "waiting", _num(at), json.dumps(error), attempt)) == 1
 
-    async def bury(self, job_id: str, error: dict[str, Any], now: float) -> None:
-        await self._run(self._settle, job_id, "dead", _num(now), json.dumps(error))
+    async def bury(self, job_id: str, attempt: int, error: dict[str, Any], now: float) -> bool:
+        return int(await self._run(self._settle, job_id, "dead", _num(now), json.dumps(error), attempt)) == 1
 
     async def extend(self, job_id: str, until: float) -> bool:
         return int(await self._run(self._extend, job_id, _num(until))) == 1

@@ -131,8 +131,8 @@ class JobStore(Protocol):
     async def claim(self, queue: str, now: float, limit: int, *, fifo: bool, lease_s: float,
                     owner: str) -> list[Job]: ...
     async def ack(self, job_ids: list[str]) -> None: ...
-    async def retry(self, job_id: str, error: dict[str, Any], at: float) -> None: ...
-    async def bury(self, job_id: str, error: dict[str, Any], now: float) -> None: ...
+    async def retry(self, job_id: str, attempt: int, error: dict[str, Any], at: float) -> bool: ...
+    async def bury(self, job_id: str, attempt: int, error: dict[str, Any], now: float) -> bool: ...
     async def extend(self, job_id: str, until: float) -> bool: ...
     async def expired(self, queue: str, now: float) -> list[Job]: ...
     async def release_owned_by(self, owners: list[str]) -> int: ...
@@ -224,15 +224,21 @@ class QueueStore:
         await self._run(lambda db: db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids]),
                         quick=True)
 
-    async def retry(self, job_id: str, error: dict[str, Any], at: float) -> None:
-        await self._run(lambda db: db.execute(
+    async def retry(self, job_id: str, attempt: int, error: dict[str, Any], at: float) -> bool:
+        """Back to waiting (due at ``at``) with its error, if the job is still in delivery ``attempt``:
+        False when that delivery was settled already, or its lease ended and the job was claimed
+        again (by another engine sharing the store), so no stale failure undoes a newer delivery."""
+        return await self._run(lambda db: db.execute(
             "UPDATE jobs SET state='waiting', available_at=?, lease_until=NULL, owner=NULL, last_error=? "
-            "WHERE id=?", (at, json.dumps(error), job_id)), quick=True)
+            "WHERE id=? AND state='active' AND attempts=?", (at, json.dumps(error), job_id, attempt)).rowcount,
+            quick=True) == 1
 
-    async def bury(self, job_id: str, error: dict[str, Any], now: float) -> None:
-        await self._run(lambda db: db.execute(
-            "UPDATE jobs SET state='dead', failed_at=?, lease_until=NULL, owner=NULL, last_error=? WHERE id=?",
-            (now, json.dumps(error), job_id)), quick=True)
+    async def bury(self, job_id: str, attempt: int, error: dict[str, Any], now: float) -> bool:
+        """To the dead-letter queue, on the same condition as ``retry``."""
+        return await self._run(lambda db: db.execute(
+            "UPDATE jobs SET state='dead', failed_at=?, lease_until=NULL, owner=NULL, last_error=? "
+            "WHERE id=? AND state='active' AND attempts=?", (now, json.dumps(error), job_id, attempt)).rowcount,
+            quick=True) == 1
 
     async def extend(self, job_id: str, until: float) -> bool:
         return await self._run(lambda db: db.execute(

@@ -57,7 +57,7 @@ def test_fifo_delivers_one_per_group_and_a_retry_keeps_its_place(store):
         await store.push([job("a1", "a"), job("a2", "a"), job("b1", "b")])
         first = await store.claim("q", 1.0, 10, fifo=True, lease_s=5, owner="me")
         assert [j.id for j in first] == ["a1", "b1"]
-        await store.retry("a1", {"code": "x", "message": "failed"}, at=100.0)
+        assert await store.retry("a1", 1, {"code": "x", "message": "failed"}, at=100.0)
         await store.ack(["b1"])
         # a1 is waiting for its retry: group a is blocked, a2 must not overtake it
         assert await store.claim("q", 2.0, 10, fifo=True, lease_s=5, owner="me") == []
@@ -77,8 +77,8 @@ def test_expired_leases_dead_letters_redrive_and_discard(store):
         assert [j.id for j in await store.expired("q", 6.0)] == ["a", "b"]
         assert await store.owners() == ["gone-engine"]
         assert await store.release_owned_by(["gone-engine"]) == 2
-        await store.bury("a", {"code": "boom", "message": "real error"}, 7.0)
-        await store.bury("b", {"code": "boom", "message": "real error"}, 8.0)
+        assert await store.bury("a", 1, {"code": "boom", "message": "real error"}, 7.0)
+        assert await store.bury("b", 1, {"code": "boom", "message": "real error"}, 8.0)
         assert (await store.stats())["topic"] == {"waiting": 0, "active": 0, "dead": 2}
         [dead_a, dead_b] = await store.dead("topic", 0, 10)
         assert dead_a.id == "a" and dead_a.failed_at == 7.0 and dead_a.last_error["message"] == "real error"
@@ -86,6 +86,27 @@ def test_expired_leases_dead_letters_redrive_and_discard(store):
         assert await store.discard("topic", "b") == 1
         [again] = await store.claim("q", 9.0, 10, fifo=False, lease_s=5, owner="me")
         assert again.id == "a" and again.attempts == 1  # redrive resets attempts
+        await store.close()
+
+    run(main())
+
+
+def test_a_stale_failure_never_undoes_a_newer_delivery(store):
+    """Two engines saw the same lease end: the first retry wins, the job is claimed again, and the
+    second engine's late retry (or a dead-lettering) of the old attempt changes nothing."""
+
+    async def main() -> None:
+        await store.push([job("a")])
+        [first] = await store.claim("q", 0.0, 1, fifo=False, lease_s=5, owner="engine-1")
+        [seen_by_2] = await store.expired("q", 6.0)
+        assert await store.retry("a", first.attempts, {"code": "lease_expired", "message": "1"}, at=6.0)
+        [second] = await store.claim("q", 6.0, 1, fifo=False, lease_s=5, owner="engine-1")
+        assert second.attempts == 2
+        assert not await store.retry("a", seen_by_2.attempts, {"code": "lease_expired", "message": "2"}, at=6.0)
+        assert not await store.bury("a", seen_by_2.attempts, {"code": "lease_expired", "message": "2"}, 6.0)
+        assert (await store.stats())["topic"] == {"waiting": 0, "active": 1, "dead": 0}
+        assert await store.retry("a", second.attempts, {"code": "x", "message": "its own failure"}, at=7.0)
+        assert not await store.retry("a", second.attempts, {"code": "x", "message": "twice"}, at=7.0)  # settled
         await store.close()
 
     run(main())
@@ -134,8 +155,8 @@ def test_two_redis_stores_claiming_at_once_never_share_a_job_and_take_all(redis_
         everything = [i for run in runs for i in run]
         assert len(everything) == len(set(everything)) == 360
         assert all(len(run) > 0 for run in runs)
-        await a.retry("g0-0", {"code": "x", "message": "again"}, at=0.0)
-        await a.retry("g1-0", {"code": "x", "message": "again"}, at=0.0)
+        assert await a.retry("g0-0", 1, {"code": "x", "message": "again"}, at=0.0)
+        assert await a.retry("g1-0", 1, {"code": "x", "message": "again"}, at=0.0)
         heads = await asyncio.gather(*(drain(s, "o", True) for s in (a, b, a, b)))
         assert sorted(i for run in heads for i in run) == ["g0-0", "g1-0"]
         assert (await a.stats())["topic"] == {"waiting": 0, "active": 360, "dead": 0}
@@ -187,7 +208,7 @@ def test_redis_store_matches_the_sql_store_on_random_operations(redis_prefix):
             elif op == "ack":
                 call = ("ack", ids)
             elif op in ("retry", "bury"):
-                call = (op, ids[0], {"code": "e", "step": step}, now + rng.choice([0.0, 1.0]))
+                call = (op, ids[0], rng.randint(0, 3), {"code": "e", "step": step}, now + rng.choice([0.0, 1.0]))
             elif op == "extend":
                 call = ("extend", ids[0], now + 4)
             elif op == "expired":
