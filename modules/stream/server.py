@@ -31,6 +31,10 @@ TOO_SLOW = 1013  # "try again later": the client fell too far behind
 CLOSE_WAIT = 5.0  # seconds a closing handshake may take before the connection is cut
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes already waiting in a socket's buffer above which messages queue
 BAD_FRAMES_LOGGED = 3  # per client, so a misbehaving client cannot flood the log
+# Frames of one client read ahead of the one being handled (a join waits for its stream:join hooks).
+# When full, the socket is not read until one is handled: TCP pushes back on the client instead of
+# the engine's memory growing with whatever a client sends meanwhile.
+PENDING_FRAMES = 64
 
 Authenticate = Callable[[web.BaseRequest], Awaitable["tuple[Any, web.Response | None]"]]
 
@@ -46,6 +50,7 @@ class StreamServer:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._sockets: dict[str, web.WebSocketResponse] = {}
+        self._inboxes: dict[str, asyncio.Queue[ClientMessage]] = {}  # client id -> frames read, not yet handled
         self._closers: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -108,7 +113,8 @@ class StreamServer:
         session = ClientSession(self.hub, client, self.hooks, max_subscriptions=cfg.max_subscriptions_per_client)
         self._sockets[client_id] = ws
         self.hooks.log("debug", f"stream client connected from {addr}", client_id=client_id)
-        frames: asyncio.Queue[ClientMessage] = asyncio.Queue()
+        frames: asyncio.Queue[ClientMessage] = asyncio.Queue(maxsize=PENDING_FRAMES)
+        self._inboxes[client_id] = frames
         sender = asyncio.ensure_future(outbox.run(self._sender(ws, outbox)))
         handler = asyncio.ensure_future(self._serve(session, frames))
         bad_frames = 0
@@ -125,7 +131,7 @@ class StreamServer:
                                               if bad_frames == BAD_FRAMES_LOGGED else ""))
                         continue
                     if parsed is not None:
-                        frames.put_nowait(parsed)
+                        await frames.put(parsed)  # waits while PENDING_FRAMES are queued
                 elif msg.type == WSMsgType.ERROR:
                     self._log_error(ws.exception(), addr)
                     break
@@ -135,6 +141,7 @@ class StreamServer:
             sender.cancel()
             await asyncio.gather(handler, sender, return_exceptions=True)
             self._sockets.pop(client_id, None)
+            self._inboxes.pop(client_id, None)
             session.closed()
             why = f": {outbox.overflow_reason}" if outbox.overflow_reason else ""
             self.hooks.log("debug", f"stream client {addr} disconnected{why}", client_id=client_id)

@@ -104,6 +104,38 @@ def test_a_failing_join_handler_refuses_the_join(tmp_path: Path) -> None:
                for m in log.messages())
 
 
+def test_frames_sent_while_a_join_hook_waits_are_held_bounded_and_all_handled_in_order(tmp_path: Path) -> None:
+    from modules.stream.server import PENDING_FRAMES
+
+    async def scenario(core: Core, module: StreamModule, http: aiohttp.ClientSession, url: str) -> None:
+        gate, entered = asyncio.Event(), asyncio.Event()
+
+        async def join_hook(data: Any) -> Any:
+            if data["group_id"] == "slow":
+                entered.set()
+                await gate.wait()
+            return {"unauthorized": False}
+
+        core.registry.register_function(FunctionDef("hooks::join", core.engine_worker, in_process(join_hook)))
+        await core.registry.register_trigger(core.engine_worker, "stream:join", "hooks::join", {})
+        groups = ["slow", *(f"g{i}" for i in range(4 * PENDING_FRAMES))]
+        async with http.ws_connect(url) as ws:
+            for group in groups:
+                await ws.send_str(json.dumps({"type": "join", "data": {
+                    "subscriptionId": group, "streamName": "s", "groupId": group}}))
+            await asyncio.wait_for(entered.wait(), 5)
+            [inbox] = module.server._inboxes.values()
+            async with asyncio.timeout(5):  # the reader fills the inbox, then stops reading the socket
+                while not inbox.full():  # noqa: ASYNC110 (a queue has no event for becoming full)
+                    await asyncio.sleep(0.005)
+            assert inbox.qsize() == PENDING_FRAMES  # bounded: an unbounded inbox is never full
+            gate.set()
+            answered = [(await ws.receive_json(timeout=5))["groupId"] for _ in groups]
+            assert answered == groups  # none dropped, in order
+
+    run(scenario, tmp_path)
+
+
 def test_bad_frames_are_ignored_and_an_oversized_one_closes_1009(tmp_path: Path) -> None:
     async def scenario(core: Core, module: StreamModule, http: aiohttp.ClientSession, url: str) -> None:
         async with http.ws_connect(url) as ws:
