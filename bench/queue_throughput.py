@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import App  # noqa: E402
+from bench._common import App, RawWebSocket  # noqa: E402
 from tests.e2e.ws_client import RawWorker  # noqa: E402
 
 WORKER = '''
@@ -73,6 +74,33 @@ async def bare_queue(n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def publish_raw(url: str, n: int, window: int) -> None:
+    """``n`` publishes with ``window`` in flight from a blocking socket; every answer is checked."""
+    ws = RawWebSocket(url)
+    try:
+        ws.read_frame()  # workerregistered
+        frames = [json.dumps({"type": "invokefunction", "invocation_id": f"p{i}",
+                              "function_id": "iii::durable::publish", "data": {"topic": "bench", "data": {"i": i}}})
+                  for i in range(n)]
+        sent = answered = 0
+        while answered < n:
+            if sent < n and sent - answered < window:
+                burst = frames[sent:min(n, answered + window)]
+                for text in burst:
+                    ws.send_text(text)
+                sent += len(burst)
+            ws.recv()
+            for payload in ws.frames():
+                reply = json.loads(payload)
+                if reply.get("type") != "invocationresult":
+                    continue
+                if reply.get("error") is not None:
+                    raise RuntimeError(f"publish {reply.get('invocation_id')} failed: {reply['error']}")
+                answered += 1
+    finally:
+        ws.close()
+
+
 async def publish_all(url: str, n: int, window: int) -> None:
     raw = await RawWorker.connect(url)
     try:
@@ -87,6 +115,16 @@ async def publish_all(url: str, n: int, window: int) -> None:
         await raw.close()
 
 
+PRODUCER = "raw"
+
+
+def publish(url: str, n: int) -> None:
+    if PRODUCER == "raw":
+        publish_raw(url, n, 256)
+    else:
+        asyncio.run(publish_all(url, n, 256))
+
+
 def engine_rate(n: int, adapter: str) -> tuple[float, float]:
     exec_block = (f"  - class: modules::queue::QueueModule\n{adapter}"
                   f"  - class: modules::shell::ExecModule\n    config: {{name: w, exec: [\"python worker.py {n}\"]}}\n")
@@ -95,7 +133,7 @@ def engine_rate(n: int, adapter: str) -> tuple[float, float]:
         app.wait_log("function registered: bench::consume")
         url = app.worker_url()
         t0 = time.perf_counter()
-        asyncio.run(publish_all(url, n, 256))
+        publish(url, n)
         published = time.perf_counter() - t0
         app.wait_log("all consumed", timeout=300)
         total = time.perf_counter() - t0
@@ -113,7 +151,7 @@ def split_rates(n: int) -> tuple[float, float]:
         app.wait_log("function registered: bench::subscribe")
         url = app.worker_url()
         t0 = time.perf_counter()
-        asyncio.run(publish_all(url, n, 256))
+        publish(url, n)
         published = time.perf_counter() - t0
 
         async def subscribe() -> None:
@@ -135,10 +173,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--split", action="store_true", help="also publish alone, then drain alone (SQLite)")
+    parser.add_argument("--producer", choices=("raw", "aiohttp"), default="raw",
+                        help="the publishing client: a minimal socket client (default) or aiohttp")
     args = parser.parse_args()
+    global PRODUCER
+    PRODUCER = args.producer
     n = args.messages
     bare = asyncio.run(bare_queue(n))
-    print(f"bare asyncio.Queue, one process:        {bare:>10,.0f} msg/s")
+    print(f"bare asyncio.Queue, one process:        {bare:>10,.0f} msg/s   (producer: {args.producer})")
     for name, adapter in (("embedded (SQLite, durable)", ""),
                           ("in-memory", "    config: {adapter: {class: modules::queue::MemoryAdapter}}\n")):
         pub, e2e = engine_rate(n, adapter)
