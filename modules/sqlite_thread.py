@@ -70,6 +70,10 @@ class SqliteThread:
         short and bounded (it may run on the loop thread, see the module docstring).
 
         ``sqlite3.Error``/``OSError`` (and whatever ``fn`` raises) come back as they are."""
+        return await self.start(fn, quick=quick)
+
+    def start(self, fn: Callable[[sqlite3.Connection], T], *, quick: bool = False) -> asyncio.Future[T]:
+        """``run`` as a future, for callers that answer from a callback instead of a coroutine."""
         if self._closed:
             raise sqlite3.ProgrammingError(f"the database {self.where} is closed")
         loop = asyncio.get_running_loop()
@@ -83,7 +87,7 @@ class SqliteThread:
             self._pending.append((fn, fut, loop))
             if len(self._pending) == 1:  # one hand-off (one thread wake-up) per loop turn, not per call
                 loop.call_soon(self._hand_over)
-        return await fut
+        return fut
 
     def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
         """Run a read on the loop thread right now, outside any transaction: ``(True, result)``, or

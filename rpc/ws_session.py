@@ -14,6 +14,7 @@ later frame of this one is handled, so the replayed registrations never race the
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from rpc.enqueue import ENQUEUE_FUNCTION, enqueue_error, enqueue_request
 from supervisor.core.core import Core
 from supervisor.core.http_functions import HttpFunctionClient, HttpInvocationSpec
 from supervisor.core.models import FunctionDef, Invocation, Invoker, Trigger, TriggerType, Worker
-from supervisor.errors import InvocationError, RegistrationError, TriggerConfigError
+from supervisor.errors import InvocationError, InvocationFailed, RegistrationError, TriggerConfigError
 
 SendText = Callable[[str], None]
 Reattach = Callable[[str, "str | None", "WsSession"], Awaitable[None]]
@@ -49,7 +50,7 @@ class WsSession:
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._pending = PendingCalls(worker)
         self._bindings: dict[str, asyncio.Future[dict[str, Any]]] = {}  # trigger id -> provider's answer
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._calls: set[asyncio.Future[Any]] = set()  # calls the worker made, not answered yet
         self.closed = False
         self.reattach_token = str(uuid.uuid4())
 
@@ -132,7 +133,7 @@ class WsSession:
             if isinstance(tid, str) and tid in registry.triggers:
                 await registry.unregister_trigger(self.worker, tid)
         elif kind == "invokefunction":
-            self._spawn(self._call(frame))
+            self._call(frame)
         elif kind == "reattach":
             previous, token = frame.get("previous_worker_id"), frame.get("reattach_token")
             if (isinstance(previous, str) and previous != self.worker.id and self._reattach is not None
@@ -166,8 +167,9 @@ class WsSession:
                           function_id=fid, code=exc.code)
             return None
 
-    async def _call(self, frame: dict[str, Any]) -> None:
-        """A call the worker makes: answer with one ``invocationresult`` unless it is void."""
+    def _call(self, frame: dict[str, Any]) -> None:
+        """A call the worker makes: answer with one ``invocationresult`` unless it is void. The call
+        is a future settled by ``_answer`` (``Router.start``: no task when the callee needs none)."""
         fid = frame.get("function_id")
         inv_id = frame.get("invocation_id")
         raw_action = frame.get("action")
@@ -202,15 +204,20 @@ class WsSession:
         if void:
             self.core.router.fire(fid, data, **kwargs)
             return
-        try:
-            result = await self.core.router.call(
-                fid, data,
-                timeout=timeout_seconds(frame.get("timeout_ms")), **kwargs)
-        except InvocationError as exc:
-            self._result(inv_id, frame.get("function_id"), error=enqueue_error(exc) if fid == ENQUEUE_FUNCTION
-                         else exc.to_body())
+        call = self.core.router.start(fid, data, timeout=timeout_seconds(frame.get("timeout_ms")), **kwargs)
+        self._calls.add(call)
+        call.add_done_callback(functools.partial(self._answer, inv_id, frame.get("function_id"), fid))
+
+    def _answer(self, inv_id: Any, asked: Any, fid: str, call: asyncio.Future[Any]) -> None:
+        self._calls.discard(call)
+        if call.cancelled():  # the connection closed: nobody to answer
             return
-        self._result(inv_id, frame.get("function_id"), result=result)
+        exc = call.exception()
+        if exc is None:
+            self._result(inv_id, asked, result=call.result())
+            return
+        error = exc if isinstance(exc, InvocationError) else InvocationFailed(f"{type(exc).__name__}: {exc}")
+        self._result(inv_id, asked, error=enqueue_error(error) if fid == ENQUEUE_FUNCTION else error.to_body())
 
     def _result(self, inv_id: Any, fid: Any, *, result: Any = None, error: dict[str, Any] | None = None) -> None:
         frame: dict[str, Any] = {"type": "invocationresult", "invocation_id": inv_id, "function_id": fid}
@@ -253,13 +260,9 @@ class WsSession:
             if not binding.done():
                 binding.set_result({"error": {"message": f"worker {self.worker.name!r} {reason}"}})
         self._queue.put_nowait(None)
-        for task in list(self._tasks):
-            task.cancel()
+        for call in list(self._calls):
+            call.cancel()
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 class WsTriggerProvider:

@@ -30,6 +30,7 @@ from modules.queue.store import Job, JobStore, QueueStore, StoreError, Subscribe
 from modules.triggers import ConditionalTriggers
 from supervisor.config_schema import parse_dataclass
 from supervisor.core.builtin_input import Input
+from supervisor.core.futures import map_exception
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType
 from supervisor.errors import ConfigError, EngineError, InvocationError, TriggerConfigError
 
@@ -152,8 +153,9 @@ class QueueModule(Module):
         ):
             # The producers' only wait is one store commit (bounded by SQLite's busy timeout): the
             # router needs no timer object per publish (enforces_deadline, see FunctionDef).
-            self.core.registry.register_function(FunctionDef(fid, engine, handler, description=text,
-                                                             enforces_deadline=fid != "iii::queue::extend_visibility"))
+            self.core.registry.register_function(FunctionDef(
+                fid, engine, handler, description=text, enforces_deadline=fid != "iii::queue::extend_visibility",
+                invoke_returns_future=handler == self._publish))
         register_admin_functions(self)
         self.ctx.tasks.create_task(self._maintain(), name="queue-maintenance")
         for type_id in TRIGGER_TYPES:
@@ -275,25 +277,33 @@ class QueueModule(Module):
                     self._log("warn", f"queue store: housekeeping failed, retrying: {exc}")
                 failing = True
 
-    async def _remote_subscribers(self, topic: str, local: list[_Subscription], now: float) -> list[Subscriber]:
-        """Subscribers of ``topic`` held by other engines (or by nobody right now), from the store;
-        re-read at most every ``REMOTE_SUBSCRIBERS_TTL`` seconds, or ``UNKNOWN_TOPIC_RECHECK`` before a
-        message would be parked for want of any subscriber (a message parked meanwhile is still handed
-        to the first subscriber by the housekeeping round)."""
+    def _remote_due(self, topic: str, local: list[_Subscription], now: float) -> bool:
+        """Whether the subscriptions other engines hold (or nobody holds right now) are to be re-read
+        from the store before this publish: at most every ``REMOTE_SUBSCRIBERS_TTL`` seconds, or
+        ``UNKNOWN_TOPIC_RECHECK`` before a message would be parked for want of any subscriber (a
+        message parked meanwhile is still handed to the first subscriber by the housekeeping round).
+        True claims the re-read: concurrent publishes use the copy at hand meanwhile."""
         unknown = not local and not self._remote.get(topic)
         age = now - self._remote_read_at
         if age > REMOTE_SUBSCRIBERS_TTL or (unknown and age > UNKNOWN_TOPIC_RECHECK):
-            self._remote_read_at = now  # concurrent publishes use the copy at hand meanwhile
-            try:
-                known = await self.store.subscribers()
-            except StoreError as exc:
-                self._log("warn", f"queue store: could not read the subscriptions of other engines: {exc}")
-            else:
-                by_topic: dict[str, list[Subscriber]] = {}
-                for sub in known:
-                    if now - sub.seen_at < FORGET_SUBSCRIBER_AFTER:
-                        by_topic.setdefault(sub.topic, []).append(sub)
-                self._remote = by_topic
+            self._remote_read_at = now
+            return True
+        return False
+
+    async def _read_remote(self, now: float) -> None:
+        try:
+            known = await self.store.subscribers()
+        except StoreError as exc:
+            self._log("warn", f"queue store: could not read the subscriptions of other engines: {exc}")
+            return
+        by_topic: dict[str, list[Subscriber]] = {}
+        for sub in known:
+            if now - sub.seen_at < FORGET_SUBSCRIBER_AFTER:
+                by_topic.setdefault(sub.topic, []).append(sub)
+        self._remote = by_topic
+
+    def _remote_subscribers(self, topic: str, local: list[_Subscription]) -> list[Subscriber]:
+        """Subscribers of ``topic`` known to the store, other than this engine's own."""
         remote = self._remote.get(topic)
         if not remote:
             return []
@@ -336,28 +346,48 @@ class QueueModule(Module):
                                   code="enqueue_error")
         return str(value)
 
-    async def _publish(self, invocation: Invocation) -> None:
+    def _publish(self, invocation: Invocation) -> asyncio.Future[None]:
+        """A future, not a coroutine: a publish only waits for its commit, so the router needs no
+        task for it (``invoke_returns_future``), except when the subscriptions held by other engines
+        are due to be re-read first (at most once a second)."""
         inp = Input(invocation)
         topic = inp.get("topic", str)
         if not topic or not topic.strip():
             raise InvocationError("publish needs a non-empty `topic`", code="topic_not_set")
         data = inp.data.get("data")
         now = time.time()
+        subs = [s for s in self.subscriptions.values() if s.topic == topic]
+        if self._remote_due(topic, subs, now):
+            return asyncio.ensure_future(self._publish_after_reading_remote(invocation, topic, data, now, subs))
+        return self._store_publish(invocation, topic, data, now, subs)
+
+    async def _publish_after_reading_remote(self, invocation: Invocation, topic: str, data: Any, now: float,
+                                            subs: list[_Subscription]) -> None:
+        await self._read_remote(now)
+        await self._store_publish(invocation, topic, data, now, subs)
+
+    def _store_publish(self, invocation: Invocation, topic: str, data: Any, now: float,
+                       subs: list[_Subscription]) -> asyncio.Future[None]:
         traceparent, baggage = invocation.traceparent, invocation.baggage
 
         def job(queue: str, function_id: str | None, group: str, delay_s: float) -> Job:
             return Job(self._new_id(), queue, topic, function_id, data, group, available_at=now + delay_s,
                        created_at=now, traceparent=traceparent, baggage=baggage)
 
-        subs = [s for s in self.subscriptions.values() if s.topic == topic]
         jobs = [job(s.consumer.queue, s.function_id, self._group(s.policy, data), s.policy.delay_s) for s in subs]
-        for r in await self._remote_subscribers(topic, subs, now):
+        for r in self._remote_subscribers(topic, subs):
             jobs.append(job(r.queue, r.function_id, self._group_by(r.group_field, data), r.delay_s))
         if not jobs:  # kept for the first subscriber
             jobs = [job(f"topic:{topic}", None, "", 0.0)]
-        await self._push(jobs)
-        for s in subs:
-            s.consumer.wake()
+        stored = self._stored(jobs)
+
+        def wake(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                for s in subs:
+                    s.consumer.wake()
+
+        stored.add_done_callback(wake)
+        return stored
 
     async def _enqueue(self, invocation: Invocation) -> dict[str, Any]:
         """The ``enqueue`` action of a call: ``{queue, function_id, data, messageReceiptId?}``."""
@@ -372,18 +402,16 @@ class QueueModule(Module):
         data = inp.data.get("data")
         now = time.time()
         policy = consumer.policy
-        await self._push([Job(receipt, consumer.queue, name, fid, data, self._group(policy, data),
+        await self._stored([Job(receipt, consumer.queue, name, fid, data, self._group(policy, data),
                               available_at=now + policy.delay_s, created_at=now,
                               traceparent=inp.get("traceparent", str) or invocation.traceparent,
                               baggage=inp.get("baggage", str) or invocation.baggage)])
         consumer.wake()
         return {"messageReceiptId": receipt}
 
-    async def _push(self, jobs: list[Job]) -> None:
-        try:
-            await self.store.push(jobs)
-        except StoreError as exc:
-            raise InvocationError(f"the queue store refused the message: {exc}", code="enqueue_error") from None
+    def _stored(self, jobs: list[Job]) -> asyncio.Future[None]:
+        """The jobs' commit; a store failure becomes an ``enqueue_error`` for the producer."""
+        return map_exception(self.store.push_started(jobs), _refused)
 
     async def _extend(self, invocation: Invocation) -> dict[str, Any]:
         inp = Input(invocation)
@@ -396,6 +424,12 @@ class QueueModule(Module):
             if message_id in consumer.leases:
                 consumer.leases[message_id] = until
         return {"message_id": message_id, "lease_until": until}
+
+
+def _refused(exc: BaseException) -> BaseException:
+    if isinstance(exc, StoreError):
+        return InvocationError(f"the queue store refused the message: {exc}", code="enqueue_error")
+    return exc
 
 
 class _SubscriberProvider:

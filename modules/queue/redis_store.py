@@ -38,6 +38,7 @@ first claim of a queue with a large backlog moves the whole backlog once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -417,6 +418,9 @@ class RedisQueueStore:
         await self._client.aclose()
 
     # -- producing -------------------------------------------------------------------------------
+
+    def push_started(self, jobs: list[Job]) -> asyncio.Future[None]:
+        return asyncio.ensure_future(self.push(jobs))
 
     async def push(self, jobs: list[Job]) -> None:
         if jobs:

@@ -14,6 +14,7 @@ place, so order holds across retries.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from modules.sqlite_thread import SqliteThread
+from supervisor.core.futures import failed, map_exception
 
 T = TypeVar("T")
 
@@ -127,6 +129,7 @@ class JobStore(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def push(self, jobs: list[Job]) -> None: ...
+    def push_started(self, jobs: list[Job]) -> asyncio.Future[None]: ...
     async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int: ...
     async def claim(self, queue: str, now: float, limit: int, *, fifo: bool, lease_s: float,
                     owner: str) -> list[Job]: ...
@@ -186,9 +189,23 @@ class QueueStore:
 
     async def push(self, jobs: list[Job]) -> None:
         """Store jobs durably; returns once they are committed (concurrent pushes share a commit)."""
+        await self.push_started(jobs)
+
+    def push_started(self, jobs: list[Job]) -> asyncio.Future[None]:
+        """``push`` as a future (no coroutine): a publisher answers from its callback."""
         rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, j.available_at, j.created_at,
                  j.traceparent, j.baggage) for j in jobs]
-        await self._run(lambda db: db.executemany(_INSERT, rows), quick=True)
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(_INSERT, rows).close()
+
+        try:
+            stored = self._db.start(insert, quick=True)
+        except (sqlite3.Error, OSError) as exc:
+            return failed(self._error(exc))
+        return map_exception(stored, self._error)
+
+    def _error(self, exc: BaseException) -> BaseException:
+        return StoreError(f"queue store {self._db.where}: {exc}") if isinstance(exc, (sqlite3.Error, OSError)) else exc
 
     async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
         """Give the jobs kept for a topic without subscribers to its first subscriber."""

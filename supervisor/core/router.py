@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from supervisor.core.models import FunctionDef, Invocation, Worker
+from supervisor.core.futures import failed
 from supervisor.core.registry import Registry
 from supervisor.core.tracing import child_traceparent, new_id_source
 from supervisor.errors import (
@@ -95,25 +96,35 @@ class Router:
         traceparent: str | None = None,
         baggage: str | None = None,
         metadata: dict[str, Any] | None = None,
+        caller: Worker | None = None,
+        namespace: str | None = None,
     ) -> asyncio.Future[Any]:
-        """``call`` as a future, for callers that run many calls at once (a queue's deliveries).
+        """``call`` as a future, for callers that run many calls at once (a queue's deliveries, a
+        WebSocket worker's calls) and settle them in a callback.
 
         When the function is registered and its invoker answers with a future that bounds the call
-        itself (a worker's), no task and no coroutine frame is spent on the call; otherwise a task
-        runs ``call``. The future fails with ``InvocationError``s, like ``call``."""
-        fn = self.registry.resolve(function_id, None)
+        itself (a worker's; a publish, bounded by its commit), no task and no coroutine frame is
+        spent on the call; otherwise a task runs ``call``. The future fails with
+        ``InvocationError``s, like ``call``."""
+        fn = self.registry.resolve(function_id, namespace)
         if fn is None or not fn.enforces_deadline or fn.invoke_returns_future is not True:
             return asyncio.ensure_future(self.call(function_id, data, timeout=timeout, traceparent=traceparent,
-                                                   baggage=baggage, metadata=metadata))
+                                                   baggage=baggage, metadata=metadata, caller=caller,
+                                                   namespace=namespace))
         limit = self.default_timeout if timeout is None else timeout
         invocation = Invocation(
             f"{self._id_prefix}-{next(self._id_counter)}", function_id, data, child_traceparent(traceparent),
-            baggage, metadata, None, time.monotonic() + limit, limit,
+            baggage, metadata, caller, time.monotonic() + limit, limit,
         )
         worker = fn.worker
         worker.call_started()
         self.inflight += 1
-        fut: asyncio.Future[Any] = fn.invoke(invocation)  # type: ignore[assignment]
+        try:
+            fut: asyncio.Future[Any] = fn.invoke(invocation)  # type: ignore[assignment]
+        except InvocationError as exc:  # refused at once (bad input)
+            fut = failed(exc)
+        except Exception as exc:  # an in-process invoker's bug
+            fut = failed(InvocationFailed(f"{type(exc).__name__}: {exc}"))
         fut.add_done_callback(lambda _fut: self._finished(worker))
         return fut
 

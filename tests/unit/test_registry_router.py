@@ -113,6 +113,18 @@ def test_start_hands_back_a_workers_own_future_and_counts_the_call_until_it_sett
         await spin()
         assert router.inflight == 0 and owner.inflight == 0
 
+        # an in-process invoker answering with a future may refuse at once: a failed future, not a raise
+        def refuse(invocation: Invocation) -> asyncio.Future[Any]:
+            raise InvocationError("bad input", code="invalid_params")
+
+        reg.register_function(FunctionDef("w::refuse", owner, refuse, enforces_deadline=True,
+                                          invoke_returns_future=True))
+        refused = router.start("w::refuse", None)
+        with pytest.raises(InvocationError, match="bad input"):
+            await refused
+        await spin()
+        assert router.inflight == 0 and owner.inflight == 0
+
         # anything else (an unknown function, an in-process built-in) runs ``call`` in a task
         reg.register_function(FunctionDef("math::one", owner, const(1)))
         assert await router.start("math::one", None) == 1
