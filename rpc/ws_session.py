@@ -31,6 +31,10 @@ SendText = Callable[[str], None]
 Reattach = Callable[[str, "str | None", "WsSession"], Awaitable[None]]
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 PROVIDER_TIMEOUT = 10.0
+# Calls one connection may have waiting for their answers; one more is refused with
+# ``too_many_calls`` instead of growing the engine's memory without bound (a runaway loop in a
+# worker). Not a read-side pause: a worker whose calls wait on its own functions would deadlock.
+MAX_CALLS_IN_FLIGHT = 10_000
 
 
 def check_namespace(namespace: Any) -> None:
@@ -203,6 +207,12 @@ class WsSession:
             kwargs = {"caller": self.worker}
         if void:
             self.core.router.fire(fid, data, **kwargs)
+            return
+        if len(self._calls) >= MAX_CALLS_IN_FLIGHT:
+            self._result(inv_id, frame.get("function_id"), error={"code": "too_many_calls", "message": (
+                f"worker {self.worker.name!r} already has {len(self._calls)} calls waiting for an answer "
+                f"(the limit per connection is {MAX_CALLS_IN_FLIGHT}); call {fid!r} was refused, retry it "
+                "once some have finished")})
             return
         call = self.core.router.start(fid, data, timeout=timeout_seconds(frame.get("timeout_ms")), **kwargs)
         self._calls.add(call)
