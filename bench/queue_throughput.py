@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import App, RawWebSocket  # noqa: E402
@@ -125,19 +127,28 @@ def publish(url: str, n: int) -> None:
         asyncio.run(publish_all(url, n, 256))
 
 
-def engine_rate(n: int, adapter: str) -> tuple[float, float]:
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def engine_rate(n: int, adapter: str) -> tuple[float, float, float]:
+    """Publish and end-to-end rates, and the engine's CPU per message (steadier than a rate on a VM
+    whose speed drifts: compare it between runs of two commits)."""
     exec_block = (f"  - class: modules::queue::QueueModule\n{adapter}"
                   f"  - class: modules::shell::ExecModule\n    config: {{name: w, exec: [\"python worker.py {n}\"]}}\n")
     app = App({"worker.py": WORKER}, exec_block)
     try:
         app.wait_log("function registered: bench::consume")
         url = app.worker_url()
+        engine = psutil.Process(app.proc.pid)
+        cpu0 = cpu_seconds(engine)
         t0 = time.perf_counter()
         publish(url, n)
         published = time.perf_counter() - t0
         app.wait_log("all consumed", timeout=300)
         total = time.perf_counter() - t0
-        return n / published, n / total
+        return n / published, n / total, (cpu_seconds(engine) - cpu0) / n * 1e6
     finally:
         app.close()
 
@@ -183,9 +194,9 @@ def main() -> None:
     print(f"bare asyncio.Queue, one process:        {bare:>10,.0f} msg/s   (producer: {args.producer})")
     for name, adapter in (("embedded (SQLite, durable)", ""),
                           ("in-memory", "    config: {adapter: {class: modules::queue::MemoryAdapter}}\n")):
-        pub, e2e = engine_rate(n, adapter)
+        pub, e2e, cpu_us = engine_rate(n, adapter)
         print(f"{name:<28} publish {pub:>8,.0f} msg/s, end to end {e2e:>8,.0f} msg/s "
-              f"({e2e / bare:.4f}x bare)")
+              f"({e2e / bare:.4f}x bare), engine CPU {cpu_us:.0f} us/msg")
     if args.split:
         pub, drain = split_rates(n)
         print(f"embedded, split phases:      publish alone {pub:>8,.0f} msg/s, drain alone {drain:>8,.0f} msg/s")
