@@ -3,7 +3,8 @@
 ``/otel`` takes the SDKs' telemetry frames and discards them for now; every other path is the
 worker endpoint (a bare ``ws://host:port`` arrives as ``/``). With a token configured, an upgrade
 without ``Authorization: Bearer <token>`` is refused with 401 before any frame is exchanged.
-Each connection has one ordered outbox drained by one sender task (frames never interleave).
+Each connection has one ordered outbox: the frames of a loop turn go out in one socket write, a
+slow reader's through one sender task that waits for its drain (frames never interleave).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from rpc.ws_channels import channel_handler
+from rpc.ws_frames import DIRECT_WRITE_LIMIT, text_frame
 from rpc.ws_session import WsSession, check_namespace
 from supervisor.core.channels import register_channel_functions
 from supervisor.core.core import Core
@@ -102,7 +104,7 @@ class WorkerPort:
         await ws.prepare(request)
         self._sockets.add(ws)
         worker = Worker(id=str(uuid.uuid4()), name=f"ws:{request.remote}", kind="websocket", address=request.remote)
-        outbox = _Outbox(ws)
+        outbox = _Outbox(ws, request.transport)
         session = WsSession(self.core, worker, outbox.put, reattach=self._reattach,
                             http_functions=self.http_functions)
         self._sessions[worker.id] = (session, ws)
@@ -193,29 +195,59 @@ class WorkerPort:
 
 
 class _Outbox:
-    """Frames for one socket, sent in order by one task (a task per frame could interleave at a drain)."""
+    """Frames for one socket, in order.
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    Fast path (no permessage-deflate, the default): the frames of one loop turn are built here and
+    written with one transport write at the end of the turn (a burst of replies costs one socket
+    write, not one each). When the socket's buffer is full (a slow reader) or deflate was agreed,
+    frames go to the sender task instead, which sends them one by one through aiohttp and waits for
+    the socket to drain; the fast path resumes once that queue is empty, so order always holds."""
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
         self._ws = ws
-        self._frames: collections.deque[str] = collections.deque()
+        self._transport = transport if isinstance(transport, asyncio.WriteTransport) and not ws.compress else None
+        self._frames: collections.deque[bytes] = collections.deque()  # payloads for the sender task
+        self._turn: list[bytes] = []  # payloads of this loop turn, for one write
+        self._sending = False
         self._wake = asyncio.Event()
 
     def put(self, text: str) -> None:
-        self._frames.append(text)
+        payload = text.encode()
+        if self._transport is not None and not self._frames and not self._sending:
+            if not self._turn:
+                asyncio.get_running_loop().call_soon(self._write_turn)
+            self._turn.append(payload)
+            return
+        self._frames.append(payload)
         self._wake.set()
+
+    def _write_turn(self) -> None:
+        turn, self._turn = self._turn, []
+        transport = self._transport
+        if transport is None or self._ws.closed or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:  # a slow reader: wait for its drain
+            self._frames.extend(turn)
+            self._wake.set()
+            return
+        transport.write(b"".join([text_frame(payload) for payload in turn]))
 
     async def run(self) -> None:
         ws, frames = self._ws, self._frames
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._sending = True
             try:
                 while frames and not ws.closed:
-                    await ws.send_str(frames.popleft())
+                    await ws.send_frame(frames.popleft(), WSMsgType.TEXT)
             except ConnectionError:  # the peer went away mid-send; the reader side cleans up
                 ws_closed = True
             else:
                 ws_closed = ws.closed
+            finally:
+                self._sending = False
             if ws_closed:
                 frames.clear()
                 return
+

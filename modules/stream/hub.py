@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modules.stream.messages import encode
-from modules.stream.outbox import ClientOutbox, text_frame
+from modules.stream.outbox import ClientOutbox
+from rpc.ws_frames import text_frame
 
 
 @dataclass(eq=False)

@@ -23,16 +23,6 @@ Send = Callable[[bytes], Awaitable[None]]
 TryWrite = Callable[[bytes], bool]  # write a whole frame now, or say False (busy/closed) without writing
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked WebSocket text frame (RFC 6455 5.2), as a server sends it: the same for every client."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 1 << 16:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
-
-
 class ClientOutbox:
     def __init__(self, max_messages: int, max_bytes: int, on_overflow: Callable[[str], None], *,
                  try_write: TryWrite | None = None) -> None:

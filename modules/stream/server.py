@@ -25,11 +25,11 @@ from modules.stream.hub import Hub, StreamClient
 from modules.stream.messages import ClientMessage, parse_client_frame
 from modules.stream.outbox import ClientOutbox
 from modules.stream.session import ClientSession, Hooks
+from rpc.ws_frames import DIRECT_WRITE_LIMIT
 from supervisor.errors import EngineError
 
 TOO_SLOW = 1013  # "try again later": the client fell too far behind
 CLOSE_WAIT = 5.0  # seconds a closing handshake may take before the connection is cut
-DIRECT_WRITE_LIMIT = 64 * 1024  # bytes already waiting in a socket's buffer above which messages queue
 BAD_FRAMES_LOGGED = 3  # per client, so a misbehaving client cannot flood the log
 # Frames of one client read ahead of the one being handled (a join waits for its stream:join hooks).
 # When full, the socket is not read until one is handled: TCP pushes back on the client instead of

@@ -350,3 +350,46 @@ def test_permessage_deflate_is_declined_unless_configured(start_engine, setting,
                 assert registered["type"] == "workerregistered"  # frames flow either way
 
     asyncio.run(scenario())
+
+
+def test_a_worker_that_reads_slowly_gets_every_invocation_in_order(start_engine):
+    """Past the socket's buffer the worker port stops writing directly and queues (draining): a slow
+    reader neither loses nor reorders frames, and other connections keep being served."""
+    engine = start_engine(textwrap.dedent("port: 0\nmodules: []\n"))
+    count, pad = 300, "x" * 50_000  # ~15 MB: far past the kernel's and aiohttp's buffers
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(engine.worker_url, max_msg_size=0) as slow:
+                assert (await slow.receive_json(timeout=10))["type"] == "workerregistered"
+                await slow.send_json({"type": "registerfunction", "id": "slow::echo"})
+                caller = await RawWorker.connect(engine.worker_url)
+                try:
+                    first = asyncio.ensure_future(caller.call("slow::echo", {"i": -1}, timeout=10))
+                    while (frame := await slow.receive_json(timeout=10))["type"] != "invokefunction":
+                        pass  # registered: the first call got through
+                    await slow.send_json({"type": "invocationresult", "invocation_id": frame["invocation_id"],
+                                          "function_id": "slow::echo", "result": -1})
+                    assert (await first)["result"] == -1
+                    calls = [asyncio.ensure_future(caller.call("slow::echo", {"i": i, "pad": pad}, timeout=60))
+                             for i in range(count)]
+                    other = await RawWorker.connect(engine.worker_url)  # served while `slow` is not read
+                    try:
+                        assert await other.result("engine::workers::list", {}) is not None
+                    finally:
+                        await other.close()
+                    seen = []
+                    while len(seen) < count:  # now read everything, answering as we go
+                        frame = await slow.receive_json(timeout=30)
+                        if frame.get("type") != "invokefunction":
+                            continue
+                        seen.append(frame["data"]["i"])
+                        await slow.send_json({"type": "invocationresult", "invocation_id": frame["invocation_id"],
+                                              "function_id": "slow::echo", "result": frame["data"]["i"]})
+                    assert seen == list(range(count))
+                    answers = await asyncio.gather(*calls)
+                    assert [a["result"] for a in answers] == list(range(count))
+                finally:
+                    await caller.close()
+
+    asyncio.run(scenario())

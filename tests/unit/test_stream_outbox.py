@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from modules.stream.outbox import ClientOutbox, text_frame
+from modules.stream.outbox import ClientOutbox
+from rpc.ws_frames import text_frame
 
 
 def test_messages_are_sent_in_order_by_one_task() -> None:
