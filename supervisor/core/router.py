@@ -13,8 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from supervisor.core.models import FunctionDef, Invocation, Worker
 from supervisor.core.futures import failed
+from supervisor.core.models import FunctionDef, Invocation, Worker
 from supervisor.core.registry import Registry
 from supervisor.core.tracing import child_traceparent, new_id_source
 from supervisor.errors import (
@@ -60,13 +60,8 @@ class Router:
         fn = self.registry.resolve(function_id, namespace)
         if fn is None:
             fn = await self._wait_for(function_id, deadline, namespace)
-        invocation = Invocation(
-            f"{self._id_prefix}-{next(self._id_counter)}", function_id, data, child_traceparent(traceparent),
-            baggage, metadata, caller, deadline, limit,
-        )
+        invocation = self._started(fn, data, traceparent, baggage, metadata, caller, deadline, limit)
         worker = fn.worker
-        worker.call_started()
-        self.inflight += 1
         try:
             if fn.enforces_deadline:  # the hot path: no timer object per call
                 return await fn.invoke(invocation)
@@ -112,13 +107,8 @@ class Router:
                                                    baggage=baggage, metadata=metadata, caller=caller,
                                                    namespace=namespace))
         limit = self.default_timeout if timeout is None else timeout
-        invocation = Invocation(
-            f"{self._id_prefix}-{next(self._id_counter)}", function_id, data, child_traceparent(traceparent),
-            baggage, metadata, caller, time.monotonic() + limit, limit,
-        )
+        invocation = self._started(fn, data, traceparent, baggage, metadata, caller, time.monotonic() + limit, limit)
         worker = fn.worker
-        worker.call_started()
-        self.inflight += 1
         try:
             fut: asyncio.Future[Any] = fn.invoke(invocation)  # type: ignore[assignment]
         except InvocationError as exc:  # refused at once (bad input)
@@ -127,6 +117,14 @@ class Router:
             fut = failed(InvocationFailed(f"{type(exc).__name__}: {exc}"))
         fut.add_done_callback(lambda _fut: self._finished(worker))
         return fut
+
+    def _started(self, fn: FunctionDef, data: Any, traceparent: str | None, baggage: str | None,
+                 metadata: dict[str, Any] | None, caller: Worker | None, deadline: float, limit: float) -> Invocation:
+        """The invocation of a call about to go to ``fn``, counted as running until ``_finished``."""
+        fn.worker.call_started()
+        self.inflight += 1
+        return Invocation(f"{self._id_prefix}-{next(self._id_counter)}", fn.id, data, child_traceparent(traceparent),
+                          baggage, metadata, caller, deadline, limit)
 
     def _finished(self, worker: Worker) -> None:
         worker.call_finished()
