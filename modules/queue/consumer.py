@@ -17,6 +17,7 @@ from typing import Any
 
 from modules.queue.config import Policy
 from modules.queue.store import Job, JobStore, StoreError
+from supervisor.core.futures import failed
 from supervisor.errors import InvocationError
 
 IDLE_RECHECK = 1.0
@@ -133,8 +134,7 @@ class Consumer:
         try:
             fut: asyncio.Future[Any] = asyncio.ensure_future(self._deliver(job))
         except Exception as exc:  # a bug in our own delivery code: the failure is recorded, the message kept
-            fut = asyncio.get_running_loop().create_future()
-            fut.set_exception(exc)
+            fut = failed(exc)
         self._inflight[job.id] = fut
         self._arm_lease_timer(lease_end)
         fut.add_done_callback(functools.partial(self._settled, job))

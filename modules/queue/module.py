@@ -30,7 +30,7 @@ from modules.queue.store import Job, JobStore, QueueStore, StoreError, Subscribe
 from modules.triggers import ConditionalTriggers
 from supervisor.config_schema import parse_dataclass
 from supervisor.core.builtin_input import Input
-from supervisor.core.futures import map_exception
+from supervisor.core.futures import failed, map_exception
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType
 from supervisor.errors import ConfigError, EngineError, InvocationError, TriggerConfigError
 
@@ -316,10 +316,8 @@ class QueueModule(Module):
         sub = self.subscriptions.get((job.display, job.function_id or ""))
         trigger = next(iter(sub.triggers.values()), None) if sub else None
         if sub is None or trigger is None:
-            gone: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            gone.set_exception(InvocationError(
-                f"nobody subscribes to {job.display!r} with {job.function_id!r} any more", code="function_not_found"))
-            return gone
+            return failed(InvocationError(f"nobody subscribes to {job.display!r} with {job.function_id!r} any more",
+                                          code="function_not_found"))
         return self.conditions.start(  # the lease bounds the call, not a timeout
             trigger, job.data, timeout=24 * 3600.0, traceparent=job.traceparent, baggage=job.baggage,
             metadata=_delivery_facts(job, sub.policy))
