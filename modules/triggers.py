@@ -98,7 +98,11 @@ class ConditionalTriggers:
 
 def _merged(own: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any] | None:
     """A binding's metadata with a delivery's added (e.g. a queue's delivery facts)."""
-    return own if not extra else {**(own or {}), **extra} if own else extra
+    if not extra:
+        return own
+    if not own:
+        return extra
+    return {**own, **extra}
 
 
 class _Skipped:
