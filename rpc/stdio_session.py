@@ -32,6 +32,7 @@ from supervisor.core.tracing import trace_id_of
 from supervisor.errors import (
     FrameTooLarge,
     InvocationError,
+    InvocationFailed,
     RegistrationError,
     TriggerConfigError,
 )
@@ -104,6 +105,7 @@ class StdioSession:
         self._control_queue: asyncio.Queue[jsonrpc.Request | jsonrpc.Notification | None] = asyncio.Queue()
         self._control_replies: dict[str | int, asyncio.Future[dict[str, Any] | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._calls: set[asyncio.Future[Any]] = set()  # the worker's own calls (``trigger``), not answered yet
         self.closed = False
         self.ready = asyncio.Event()
 
@@ -130,9 +132,13 @@ class StdioSession:
         else:
             reply = self._handle(msg, line)
             if reply is not None:
-                self._spawn(self._reply_later(reply))
+                reply.add_done_callback(self._send_reply)
 
-    def _handle(self, msg: jsonrpc.Message, line: bytes) -> Awaitable[dict[str, Any] | None] | None:
+    def _send_reply(self, reply: asyncio.Future[dict[str, Any] | None]) -> None:
+        if not reply.cancelled() and (obj := reply.result()) is not None:
+            self._send(jsonrpc.encode(obj))
+
+    def _handle(self, msg: jsonrpc.Message, line: bytes) -> asyncio.Future[dict[str, Any] | None] | None:
         """Act on one message; return an awaitable reply for requests that need one."""
         if isinstance(msg, jsonrpc.Response):
             self._resolve(msg.id, msg.result, None)
@@ -151,7 +157,7 @@ class StdioSession:
             return self._invalid(msg, line)
         return None
 
-    def _invalid(self, msg: jsonrpc.Invalid, line: bytes) -> Awaitable[dict[str, Any] | None] | None:
+    def _invalid(self, msg: jsonrpc.Invalid, line: bytes) -> asyncio.Future[dict[str, Any] | None] | None:
         text = line.decode("utf-8", "replace")
         if msg.reply is None:  # not JSON at all
             stripped = text.lstrip()
@@ -166,11 +172,6 @@ class StdioSession:
         reply = msg.reply
         return _done(jsonrpc.error_object(reply.id, reply.code, f"{reply.message}: {msg.reason}",
                                           {"code": "invalid_request"}))
-
-    async def _reply_later(self, reply: Awaitable[dict[str, Any] | None]) -> None:
-        obj = await reply
-        if obj is not None:
-            self._send(jsonrpc.encode(obj))
 
     async def _batch(self, batch: jsonrpc.Batch) -> None:
         pending = [self._handle(item, b"") for item in batch.items]
@@ -238,8 +239,10 @@ class StdioSession:
         if fut is not None and not fut.done():
             fut.set_result(reply)
 
-    async def _trigger(self, req: jsonrpc.Request) -> dict[str, Any]:
+    def _trigger(self, req: jsonrpc.Request) -> asyncio.Future[dict[str, Any] | None]:
+        """The call's reply as a future (``Router.start``: no task when the callee needs none)."""
         params = req.params if isinstance(req.params, dict) else {}
+        enqueue = False
         try:
             fid = _text(params, "function_id", "trigger")
             assert fid is not None
@@ -251,22 +254,36 @@ class StdioSession:
                     raise _InvalidParams(f"trigger: {key!r} must be a string")
             action = params.get("action")
             if isinstance(action, dict) and action.get("type") == "enqueue":  # -> {messageReceiptId}
-                request = enqueue_request(action, fid, params.get("payload"), params)
-                try:
-                    result = await self.core.router.call(ENQUEUE_FUNCTION, request, caller=self.worker)
-                except InvocationError as exc:
-                    body = enqueue_error(exc)
-                    raise InvocationError(body["message"], code=body["code"]) from None
+                enqueue = True
+                call = self.core.router.start(ENQUEUE_FUNCTION, enqueue_request(action, fid, params.get("payload"),
+                                                                                params), caller=self.worker)
             else:
-                result = await self.core.router.call(
-                    fid, params.get("payload"),
-                    timeout=timeout,
-                    traceparent=params.get("traceparent"), baggage=params.get("baggage"), caller=self.worker,
-                )
+                call = self.core.router.start(fid, params.get("payload"), timeout=timeout,
+                                              traceparent=params.get("traceparent"), baggage=params.get("baggage"),
+                                              caller=self.worker)
         except (_InvalidParams, InvocationError) as exc:
             err = _app_error(exc)
-            return jsonrpc.error_object(req.id, err.code, err.message, err.data)
-        return jsonrpc.response_object(req.id, result)
+            return _done(jsonrpc.error_object(req.id, err.code, err.message, err.data))
+        self._calls.add(call)
+        reply: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            self._calls.discard(done)
+            if done.cancelled():  # the session closed
+                reply.cancel()
+                return
+            exc = done.exception()
+            if exc is None:
+                reply.set_result(jsonrpc.response_object(req.id, done.result()))
+                return
+            if enqueue and isinstance(exc, InvocationError):
+                body = enqueue_error(exc)
+                exc = InvocationError(body["message"], code=body["code"])
+            err = _app_error(exc if isinstance(exc, Exception) else InvocationFailed(repr(exc)))
+            reply.set_result(jsonrpc.error_object(req.id, err.code, err.message, err.data))
+
+        call.add_done_callback(settle)
+        return reply
 
     # -- calls into the worker ---------------------------------------------------------------
 
@@ -324,7 +341,7 @@ class StdioSession:
         self.closed = True
         self._pending.close(reason)
         self._control_queue.put_nowait(None)
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._calls]:
             task.cancel()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -358,8 +375,11 @@ class WorkerTriggerProvider:
                                      code=exc.code) from None
 
 
-async def _done(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    return value
+def _done(value: dict[str, Any] | None) -> asyncio.Future[dict[str, Any] | None]:
+    """A reply known at once, as the future every request's reply is."""
+    fut: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut
 
 
 def _no_validation(request: Any) -> Any:

@@ -94,6 +94,16 @@ class Harness:
         return await self.next_line(lambda m: isinstance(m, dict) and m.get("id") == msg_id
                                     and ("result" in m or "error" in m))
 
+    async def replies(self, *msg_ids: Any) -> dict[Any, Any]:
+        """The replies to ``msg_ids``, in whatever order they came (JSON-RPC promises none)."""
+        for _ in range(500):
+            found = {m["id"]: m for m in self.lines()
+                     if isinstance(m, dict) and m.get("id") in msg_ids and ("result" in m or "error" in m)}
+            if len(found) == len(msg_ids):
+                return found
+            await asyncio.sleep(0)
+        raise AssertionError(f"not all of {msg_ids} answered; sent: {self.lines()}")
+
     async def outgoing(self, method: str) -> Any:
         return await self.next_line(lambda m: isinstance(m, dict) and m.get("method") == method)
 
@@ -471,13 +481,14 @@ def test_worker_trigger_request_errors() -> None:
         h.request(2, "trigger", {"function_id": "boom"})
         h.request(3, "trigger", {"payload": 1})
         h.request(4, "trigger", {"function_id": "boom", "timeout_ms": -5})
-        err = (await h.reply(1))["error"]
+        replies = await h.replies(1, 2, 3, 4)
+        err = replies[1]["error"]
         assert err["code"] == -32000 and err["data"] == {"code": "function_not_found"}
-        err = (await h.reply(2))["error"]
+        err = replies[2]["error"]
         assert err["data"]["code"] == "invocation_failed" and "kaput" in err["message"]
-        err = (await h.reply(3))["error"]
+        err = replies[3]["error"]
         assert err["code"] == -32602 and err["data"] == {"code": "invalid_params"}
-        err = (await h.reply(4))["error"]
+        err = replies[4]["error"]
         assert err["code"] == -32602 and "timeout_ms" in err["message"]
 
     run(test)
@@ -490,7 +501,7 @@ def test_worker_trigger_request_timeout_ms() -> None:
 
         engine_function(h.core, "hang", hang)
         h.request(1, "trigger", {"function_id": "hang", "timeout_ms": 5})
-        await asyncio.wait(set(h.session._tasks), timeout=2.0)  # the reply task ends after 5 ms
+        await asyncio.wait(set(h.session._calls), timeout=2.0)  # the call ends after 5 ms
         reply = await h.reply(1)
         assert reply["error"]["code"] == -32000
         assert reply["error"]["data"] == {"code": "timeout"}
