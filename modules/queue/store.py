@@ -173,7 +173,11 @@ class QueueStore:
         try:
             return await self._db.run(fn, quick=quick)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"queue store {self._db.where}: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: BaseException) -> BaseException:
+        """A database failure as the store's own error; anything else as it is."""
+        return StoreError(f"queue store {self._db.where}: {exc}") if isinstance(exc, (sqlite3.Error, OSError)) else exc
 
     async def open(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1 FROM jobs LIMIT 1").fetchall())
@@ -195,6 +199,7 @@ class QueueStore:
         """``push`` as a future (no coroutine): a publisher answers from its callback."""
         rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, j.available_at, j.created_at,
                  j.traceparent, j.baggage) for j in jobs]
+
         def insert(db: sqlite3.Connection) -> None:
             db.executemany(_INSERT, rows).close()
 
@@ -203,9 +208,6 @@ class QueueStore:
         except (sqlite3.Error, OSError) as exc:
             return failed(self._error(exc))
         return map_exception(stored, self._error)
-
-    def _error(self, exc: BaseException) -> BaseException:
-        return StoreError(f"queue store {self._db.where}: {exc}") if isinstance(exc, (sqlite3.Error, OSError)) else exc
 
     async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
         """Give the jobs kept for a topic without subscribers to its first subscriber."""
