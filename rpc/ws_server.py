@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from rpc.ws_channels import channel_handler
-from rpc.ws_frames import DIRECT_WRITE_LIMIT, text_frame
+from rpc.ws_frames import text_frame, write_if_room
 from rpc.ws_session import WsSession, check_namespace
 from supervisor.core.channels import register_channel_functions
 from supervisor.core.core import Core
@@ -223,14 +223,11 @@ class _Outbox:
 
     def _write_turn(self) -> None:
         turn, self._turn = self._turn, []
-        transport = self._transport
-        if transport is None or self._ws.closed or transport.is_closing():
+        if self._ws.closed:
             return
-        if transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:  # a slow reader: wait for its drain
-            self._frames.extend(turn)
+        if not write_if_room(self._ws, self._transport, b"".join([text_frame(payload) for payload in turn])):
+            self._frames.extend(turn)  # a slow reader: the sender waits for its drain
             self._wake.set()
-            return
-        transport.write(b"".join([text_frame(payload) for payload in turn]))
 
     async def run(self) -> None:
         ws, frames = self._ws, self._frames

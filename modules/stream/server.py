@@ -25,7 +25,7 @@ from modules.stream.hub import Hub, StreamClient
 from modules.stream.messages import ClientMessage, parse_client_frame
 from modules.stream.outbox import ClientOutbox
 from modules.stream.session import ClientSession, Hooks
-from rpc.ws_frames import DIRECT_WRITE_LIMIT
+from rpc.ws_frames import write_if_room
 from supervisor.errors import EngineError
 
 TOO_SLOW = 1013  # "try again later": the client fell too far behind
@@ -171,15 +171,7 @@ class StreamServer:
         """Write a whole prebuilt frame straight to the socket when it has room (whole frames only, so
         they never interleave with aiohttp's own control frames); otherwise the outbox queues it."""
         transport = request.transport
-
-        def write(frame: bytes) -> bool:
-            if transport is None or ws.closed or transport.is_closing() \
-                    or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
-                return False
-            transport.write(frame)
-            return True
-
-        return write
+        return lambda frame: write_if_room(ws, transport, frame)
 
     def _drop(self, client: StreamClient, ws: web.WebSocketResponse, request: web.Request, reason: str) -> None:
         """The client fell too far behind: log it, close with 1013 and the reason, cut it if it won't close."""
