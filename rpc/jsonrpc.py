@@ -6,9 +6,10 @@ line to ``parse`` and acts on the message type it gets.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from supervisor.core import jsoncodec
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -65,7 +66,7 @@ Message = Request | Notification | Response | ErrorResponse | Invalid | Batch
 
 def parse(line: bytes | str) -> Message:
     try:
-        obj = json.loads(line)
+        obj = jsoncodec.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         return Invalid(f"not JSON: {exc}", None)
     except RecursionError:
@@ -111,12 +112,8 @@ def _invalid(msg_id: Any, reason: str) -> Invalid:
     return Invalid(reason, ErrorResponse(safe_id, INVALID_REQUEST, "Invalid Request", reason))
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: json.dumps
-# with non-default options constructs a new encoder on every call
-
-
 def _dumps(obj: Any) -> bytes:
-    return _encode(obj).encode() + b"\n"
+    return jsoncodec.dumps(obj) + b"\n"
 
 
 def encode_request(msg_id: str | int, method: str, params: Any) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +25,7 @@ from rpc import jsonrpc
 from rpc.calls import PendingCalls, timeout_seconds
 from rpc.enqueue import ENQUEUE_FUNCTION, enqueue_error, enqueue_request
 from rpc.ndjson import DEFAULT_MAX_FRAME, Oversized
+from supervisor.core import jsoncodec
 from supervisor.core.core import Core
 from supervisor.core.models import FunctionDef, Invocation, Trigger, TriggerType, Worker
 from supervisor.core.tracing import trace_id_of
@@ -120,7 +120,7 @@ class StdioSession:
             return
         if line[:1] == b"{" and b'"result"' in line:  # the hot path: a reply to an invoke
             try:
-                obj = json.loads(line)
+                obj = jsoncodec.loads(line)
             except ValueError:
                 obj = None
             if type(obj) is dict and "method" not in obj and "result" in obj and obj.get("jsonrpc") == "2.0":

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rpc.calls import PendingCalls, timeout_seconds
 from rpc.enqueue import ENQUEUE_FUNCTION, enqueue_error, enqueue_request
+from supervisor.core import jsoncodec
 from supervisor.core.core import Core
 from supervisor.core.http_functions import HttpFunctionClient, HttpInvocationSpec
 from supervisor.core.models import FunctionDef, Invocation, Invoker, Trigger, TriggerType, Worker
@@ -29,7 +29,6 @@ from supervisor.errors import InvocationError, InvocationFailed, RegistrationErr
 
 SendText = Callable[[str], None]
 Reattach = Callable[[str, "str | None", "WsSession"], Awaitable[None]]
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 PROVIDER_TIMEOUT = 10.0
 # Calls one connection may have waiting for their answers; one more is refused with
 # ``too_many_calls`` instead of growing the engine's memory without bound (a runaway loop in a
@@ -63,13 +62,13 @@ class WsSession:
 
     def send(self, frame: dict[str, Any]) -> None:
         if not self.closed:
-            self._send_text(_encode(frame))
+            self._send_text(jsoncodec.dumps_str(frame))
 
     # -- frames from the worker --------------------------------------------------------------
 
     def frame_received(self, text: str | bytes) -> None:
         try:
-            frame = json.loads(text)
+            frame = jsoncodec.loads(text)
         except (ValueError, UnicodeDecodeError, RecursionError):
             self.core.log("warn", "ignored a frame that is not JSON", source=self.worker.name)
             return

@@ -8,11 +8,11 @@ It returns ``{status_code|statusCode, headers, body}``; anything else is taken a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from modules.api.routes import Route
+from supervisor.core import jsoncodec
 
 
 class BadRequestBody(Exception):
@@ -32,7 +32,7 @@ def parse_body(raw: bytes, content_type: str) -> Any:
         return None
     if "json" in content_type.lower():
         try:
-            return json.loads(raw)
+            return jsoncodec.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequestBody(f"request body is not valid JSON ({exc})") from None
     try:
@@ -79,7 +79,7 @@ def answer_from_result(result: Any) -> HttpAnswer:
         return HttpAnswer(status, headers, b"")
     if content_type is None:
         headers["Content-Type"] = "application/json"
-    return HttpAnswer(status, headers, json.dumps(body if body is not None else {}).encode())
+    return HttpAnswer(status, headers, jsoncodec.dumps(body if body is not None else {}))
 
 
 def _headers(raw: Any) -> dict[str, str]:
@@ -97,4 +97,4 @@ def _headers(raw: Any) -> dict[str, str]:
 
 def error_answer(status: int, code: str, message: str, **extra: Any) -> HttpAnswer:
     body = {"error": {"code": code, "message": message, **extra}}
-    return HttpAnswer(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
+    return HttpAnswer(status, {"Content-Type": "application/json"}, jsoncodec.dumps(body))

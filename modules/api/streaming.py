@@ -21,11 +21,11 @@ answers ``200 {}`` (the Rust engine waits for its whole request timeout and answ
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
 
+from supervisor.core import jsoncodec
 from supervisor.core.channels import Channel, ChannelClosed, Direction
 from supervisor.errors import InvocationTimeout
 
@@ -141,7 +141,7 @@ class ResponseChannel:
 def _apply_control(text: str, status: int, headers: dict[str, str]) -> int:
     """Apply a ``set_status`` / ``set_headers`` message; anything else is ignored (as the original)."""
     try:
-        msg = json.loads(text)
+        msg = jsoncodec.loads(text)
     except ValueError:
         return status
     if not isinstance(msg, dict):

@@ -12,10 +12,10 @@ instances sharing the store, never lose each other's writes.
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Callable
 from typing import Any, Final
 
+from supervisor.core import jsoncodec
 from supervisor.errors import InvocationError
 
 
@@ -29,11 +29,11 @@ MISSING: Final = _Missing()
 
 Change = Callable[[Any], Any]  # old value (MISSING when absent) -> new value (MISSING deletes)
 
-encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+encode = jsoncodec.dumps_str
 
 
 def decode(text: str | bytes | None) -> Any:
-    return MISSING if text is None else json.loads(text)
+    return MISSING if text is None else jsoncodec.loads(text)
 
 
 def or_none(value: Any) -> Any:

@@ -7,7 +7,6 @@ so each subscriber gets every message exactly once per instance holding its trig
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from redis.exceptions import RedisError
 
 from modules.redis_listener import Log, RedisListener, RedisUnavailable
 from modules.redis_url import redacted
+from supervisor.core import jsoncodec
 
 Deliver = Callable[[str, Any], None]
 
@@ -56,14 +56,14 @@ class RedisPubSub(PubSubAdapter):
 
     def _on_message(self, channel: str, data: Any) -> None:
         try:
-            value = json.loads(data)
+            value = jsoncodec.loads(data)
         except (ValueError, TypeError):
             return
         self._deliver(channel[len(self.prefix):], value)
 
     async def publish(self, topic: str, data: Any) -> None:
         try:
-            await self._client.publish(self.prefix + topic, json.dumps(data, separators=(",", ":")))
+            await self._client.publish(self.prefix + topic, jsoncodec.dumps_str(data))
         except (RedisError, OSError) as exc:
             raise PubSubUnavailable(f"redis {self.url}: {exc}") from exc
 

@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from modules.queue.store import StoreError
+from supervisor.core import jsoncodec
 from supervisor.core.builtin_input import Input
 from supervisor.core.models import FunctionDef, Invocation
 from supervisor.errors import InvocationError
@@ -113,4 +113,4 @@ class _Admin:
         jobs = await self._guard(self.store.dead(topic, offset, limit))
         return [{"id": j.id, "payload": j.data, "error": j.last_error, "failed_at": j.failed_at,
                  "retries": j.attempts, "function_id": j.function_id, "created_at": j.created_at,
-                 "size_bytes": len(json.dumps(j.data).encode())} for j in jobs]
+                 "size_bytes": len(jsoncodec.dumps(j.data))} for j in jobs]

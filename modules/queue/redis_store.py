@@ -39,7 +39,6 @@ first claim of a queue with a large backlog moves the whole backlog once.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -52,6 +51,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from modules.queue.store import Job, StoreError, Subscriber
 from modules.redis_listener import Log, RedisListener, RedisUnavailable
 from modules.redis_url import redacted
+from supervisor.core import jsoncodec
 
 T = TypeVar("T")
 
@@ -350,17 +350,17 @@ def _opt_float(text: str | None) -> float | None:
 def _job(flat: list[str]) -> Job:
     h = dict(zip(flat[::2], flat[1::2], strict=True))
     error = h.get("last_error")
-    return Job(h["id"], h["queue"], h["display"], h.get("function_id"), json.loads(h["data"]), h.get("group_id", ""),
-               h["state"], int(h["attempts"]), float(h["available_at"]), _opt_float(h.get("lease_until")),
-               h.get("owner"), float(h["created_at"]), _opt_float(h.get("failed_at")),
-               json.loads(error) if error else None, h.get("traceparent"), h.get("baggage"))
+    return Job(h["id"], h["queue"], h["display"], h.get("function_id"), jsoncodec.loads(h["data"]),
+               h.get("group_id", ""), h["state"], int(h["attempts"]), float(h["available_at"]),
+               _opt_float(h.get("lease_until")), h.get("owner"), float(h["created_at"]), _opt_float(h.get("failed_at")),
+               jsoncodec.loads(error) if error else None, h.get("traceparent"), h.get("baggage"))
 
 
 def _fields(job: Job) -> list[str]:
     """A new job's hash fields (as ``QueueStore.push`` stores them: waiting, no attempts yet)."""
     fields: dict[str, str | None] = {
         "id": job.id, "queue": job.queue, "display": job.display, "function_id": job.function_id,
-        "data": json.dumps(job.data), "group_id": job.group_id, "state": "waiting", "attempts": "0",
+        "data": jsoncodec.dumps_str(job.data), "group_id": job.group_id, "state": "waiting", "attempts": "0",
         "available_at": _num(job.available_at), "created_at": _num(job.created_at),
         "traceparent": job.traceparent, "baggage": job.baggage}
     present = [(k, v) for k, v in fields.items() if v is not None]
@@ -440,10 +440,10 @@ class RedisQueueStore:
             await self._run(self._ack, *job_ids)
 
     async def retry(self, job_id: str, attempt: int, error: dict[str, Any], at: float) -> bool:
-        return int(await self._run(self._settle, job_id, "waiting", _num(at), json.dumps(error), attempt)) == 1
+        return int(await self._run(self._settle, job_id, "waiting", _num(at), jsoncodec.dumps_str(error), attempt)) == 1
 
     async def bury(self, job_id: str, attempt: int, error: dict[str, Any], now: float) -> bool:
-        return int(await self._run(self._settle, job_id, "dead", _num(now), json.dumps(error), attempt)) == 1
+        return int(await self._run(self._settle, job_id, "dead", _num(now), jsoncodec.dumps_str(error), attempt)) == 1
 
     async def extend(self, job_id: str, until: float) -> bool:
         return int(await self._run(self._extend, job_id, _num(until))) == 1

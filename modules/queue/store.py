@@ -15,7 +15,6 @@ place, so order holds across retries.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from modules.sqlite_thread import SqliteThread
+from supervisor.core import jsoncodec
 from supervisor.core.futures import failed, map_exception
 
 T = TypeVar("T")
@@ -80,11 +80,12 @@ class Subscriber:
     seen_at: float = 0.0
 
     def to_json(self) -> str:
-        return json.dumps([self.topic, self.queue, self.function_id, self.delay_s, self.group_field, self.seen_at])
+        return jsoncodec.dumps_str([self.topic, self.queue, self.function_id, self.delay_s, self.group_field,
+                                    self.seen_at])
 
     @classmethod
     def from_json(cls, text: str) -> Subscriber:
-        topic, queue, function_id, delay_s, group_field, seen_at = json.loads(text)
+        topic, queue, function_id, delay_s, group_field, seen_at = jsoncodec.loads(text)
         return cls(topic, queue, function_id, float(delay_s), group_field, float(seen_at))
 
 
@@ -111,8 +112,8 @@ class Job:
     def from_row(cls, row: tuple[Any, ...]) -> Job:
         (id_, queue, display, fid, data, group, state, attempts, available, lease, owner, created, failed, error,
          tp, bg) = row
-        return cls(id_, queue, display, fid, json.loads(data), group, state, attempts, available, lease, owner,
-                   created, failed, json.loads(error) if error else None, tp, bg)
+        return cls(id_, queue, display, fid, jsoncodec.loads(data), group, state, attempts, available, lease, owner,
+                   created, failed, jsoncodec.loads(error) if error else None, tp, bg)
 
 
 class StoreError(Exception):
@@ -197,8 +198,8 @@ class QueueStore:
 
     def push_started(self, jobs: list[Job]) -> asyncio.Future[None]:
         """``push`` as a future (no coroutine): a publisher answers from its callback."""
-        rows = [(j.id, j.queue, j.display, j.function_id, json.dumps(j.data), j.group_id, j.available_at, j.created_at,
-                 j.traceparent, j.baggage) for j in jobs]
+        rows = [(j.id, j.queue, j.display, j.function_id, jsoncodec.dumps_str(j.data), j.group_id, j.available_at,
+                 j.created_at, j.traceparent, j.baggage) for j in jobs]
 
         def insert(db: sqlite3.Connection) -> None:
             db.executemany(_INSERT, rows).close()
@@ -249,14 +250,16 @@ class QueueStore:
         again (by another engine sharing the store), so no stale failure undoes a newer delivery."""
         return await self._run(lambda db: db.execute(
             "UPDATE jobs SET state='waiting', available_at=?, lease_until=NULL, owner=NULL, last_error=? "
-            "WHERE id=? AND state='active' AND attempts=?", (at, json.dumps(error), job_id, attempt)).rowcount,
+            "WHERE id=? AND state='active' AND attempts=?",
+            (at, jsoncodec.dumps_str(error), job_id, attempt)).rowcount,
             quick=True) == 1
 
     async def bury(self, job_id: str, attempt: int, error: dict[str, Any], now: float) -> bool:
         """To the dead-letter queue, on the same condition as ``retry``."""
         return await self._run(lambda db: db.execute(
             "UPDATE jobs SET state='dead', failed_at=?, lease_until=NULL, owner=NULL, last_error=? "
-            "WHERE id=? AND state='active' AND attempts=?", (now, json.dumps(error), job_id, attempt)).rowcount,
+            "WHERE id=? AND state='active' AND attempts=?",
+            (now, jsoncodec.dumps_str(error), job_id, attempt)).rowcount,
             quick=True) == 1
 
     async def extend(self, job_id: str, until: float) -> bool:

@@ -8,7 +8,6 @@ events published meanwhile (pub/sub keeps nothing), never the engine.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from modules.kv.base import StorageError
 from modules.redis_listener import Log, RedisListener, RedisUnavailable
 from modules.redis_url import redacted
 from modules.stream.messages import encode
+from supervisor.core import jsoncodec
 
 Deliver = Callable[[dict[str, Any]], object]
 
@@ -53,7 +53,7 @@ class RedisBus(EventBus):
 
     def _on_message(self, data: Any) -> None:
         try:
-            message = json.loads(data)
+            message = jsoncodec.loads(data)
         except (TypeError, ValueError):
             return
         if isinstance(message, dict) and isinstance(message.get("streamName"), str) \

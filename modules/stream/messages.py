@@ -9,14 +9,14 @@ with ``E`` one of ``sync``, ``create``, ``update``, ``delete``, ``event`` (custo
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from modules.stream.errors import ClientMessageError
+from supervisor.core import jsoncodec
 
-encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+encode = jsoncodec.dumps_str
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def parse_client_frame(raw: str | bytes) -> ClientMessage | None:
     if not raw.strip():
         return None
     try:
-        frame = json.loads(raw)
+        frame = jsoncodec.loads(raw)
     except (ValueError, RecursionError):
         raise ClientMessageError("frame is not JSON") from None
     if not isinstance(frame, dict):
