@@ -114,7 +114,8 @@ class RestApiModule(Module):
     # -- requests --------------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
+        headers = {k.lower(): v for k, v in request.headers.items()}  # as the function gets them
+        origin = headers.get("origin")
         answer: HttpAnswer | web.StreamResponse
         if not self.accepting:
             answer = error_answer(503, "shutting_down", "the engine is shutting down")
@@ -125,17 +126,17 @@ class RestApiModule(Module):
         else:
             self.inflight += 1
             try:
-                answer = await self._answer(request, origin)
+                answer = await self._answer(request, headers, origin)
             finally:
                 self.inflight -= 1
         if isinstance(answer, web.StreamResponse):
             return answer  # streamed from the response channel, CORS headers included
-        headers = answer.headers
         if origin:
-            headers.update(self.cors.response_headers(origin))
-        return web.Response(status=answer.status, body=answer.body, headers=headers)
+            answer.headers.update(self.cors.response_headers(origin))
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
-    async def _answer(self, request: web.BaseRequest, origin: str | None) -> HttpAnswer | web.StreamResponse:
+    async def _answer(self, request: web.BaseRequest, headers: dict[str, str],
+                      origin: str | None) -> HttpAnswer | web.StreamResponse:
         method = request.method
         raw_path = request.raw_path.partition("?")[0]
         if method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
@@ -152,16 +153,18 @@ class RestApiModule(Module):
                 return answer
             return error_answer(404, "route_not_found", f"no route for {method} {request.path}")
         route, params = found
-        length = request.content_length
-        if length is not None and length > self.config.max_body_bytes:
-            return error_answer(413, "body_too_large", f"request body of {length} bytes exceeds the limit of "
-                                f"{self.config.max_body_bytes} bytes")
-        try:
-            raw = await self._read_body(request) if request.body_exists else b""
-        except _TooLarge:
-            return error_answer(413, "body_too_large", f"request body exceeds the limit of "
-                                f"{self.config.max_body_bytes} bytes")
-        content_type = request.headers.get("Content-Type", "")
+        raw = b""
+        if request.body_exists:
+            length = request.content_length
+            if length is not None and length > self.config.max_body_bytes:
+                return error_answer(413, "body_too_large", f"request body of {length} bytes exceeds the limit of "
+                                    f"{self.config.max_body_bytes} bytes")
+            try:
+                raw = await self._read_body(request)
+            except _TooLarge:
+                return error_answer(413, "body_too_large", f"request body exceeds the limit of "
+                                    f"{self.config.max_body_bytes} bytes")
+        content_type = headers.get("content-type", "")
         fn = self.core.registry.resolve(route.function_id)
         channels = fn is None or fn.worker.kind != "stdio"  # a stdio worker cannot open channels
         try:
@@ -170,7 +173,6 @@ class RestApiModule(Module):
             if "json" in content_type.lower() or not channels:
                 return error_answer(400, "invalid_body", str(exc))
             body = None  # bytes that are not text reach the function through `request_body` only
-        headers = {k.lower(): v for k, v in request.headers.items()}
         payload = request_payload(
             route, method, request.path, params, dict(request.query) if request.query_string else {}, headers, body,
         )
@@ -188,7 +190,7 @@ class RestApiModule(Module):
         if not channels:  # the plain request: the hot path spends nothing on channels
             try:
                 result = await self.core.router.call(route.function_id, payload, timeout=self.timeout,
-                                                     traceparent=traceparent, baggage=baggage)
+                                                     traceparent=traceparent, baggage=baggage, resolved=fn)
             except InvocationError as exc:
                 return self._failed(route, exc, method, request.path, traceparent)
             return answer_from_result(result)

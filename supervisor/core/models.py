@@ -21,7 +21,7 @@ class WorkerState(enum.Enum):
     GONE = "gone"  # connection closed
 
 
-LIVE_STATES = frozenset({WorkerState.STARTING, WorkerState.READY})
+LIVE_STATES = (WorkerState.STARTING, WorkerState.READY)  # a tuple: membership by identity, no Enum.__hash__ call
 DEFAULT_NAMESPACE = "default"
 
 

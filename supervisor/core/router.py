@@ -50,14 +50,17 @@ class Router:
         metadata: dict[str, Any] | None = None,
         caller: Worker | None = None,
         namespace: str | None = None,
+        resolved: FunctionDef | None = None,
     ) -> Any:
         """Invoke ``function_id`` and return its result, or raise an ``InvocationError``.
 
         ``namespace`` None finds the function in any namespace; a caller that names one is strict
-        (built-ins excepted, see ``Registry.resolve``)."""
+        (built-ins excepted, see ``Registry.resolve``). ``resolved`` is what the caller got from
+        ``Registry.resolve(function_id, namespace)`` in the same loop turn (the REST API's hot
+        path looks at the function before calling it), saving a second lookup."""
         limit = self.default_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
-        fn = self.registry.resolve(function_id, namespace)
+        fn = resolved if resolved is not None else self.registry.resolve(function_id, namespace)
         if fn is None:
             fn = await self._wait_for(function_id, deadline, namespace)
         invocation = self._started(fn, data, traceparent, baggage, metadata, caller, deadline, limit)
