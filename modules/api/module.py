@@ -129,7 +129,7 @@ class RestApiModule(Module):
                 answer = await self._answer(request, headers, origin)
             finally:
                 self.inflight -= 1
-        if isinstance(answer, web.StreamResponse):
+        if not isinstance(answer, HttpAnswer):  # (not isinstance(answer, StreamResponse): an ABC, slow to check)
             return answer  # streamed from the response channel, CORS headers included
         if origin:
             answer.headers.update(self.cors.response_headers(origin))

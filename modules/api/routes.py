@@ -90,6 +90,10 @@ class RouteTable:
         return route
 
     def match(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
+        if "%" not in raw_path:  # the usual request: a static route keyed by the path as sent
+            route = self._static.get((method, raw_path))
+            if route is not None:
+                return route, {}
         path = "/" + raw_path.strip("/") if raw_path != "/" else "/"
         if "%2f" not in path.lower():  # an encoded "/" stays inside its segment: no static match
             route = self._static.get((method, unquote(path)))
