@@ -25,7 +25,7 @@ class ChildPipes(asyncio.SubprocessProtocol):
         self._stdin: asyncio.WriteTransport | None = None
         self._queued: list[bytes] = []
         self.transport: asyncio.SubprocessTransport | None = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[int] = loop.create_future()  # the return code
         self.closed: asyncio.Future[None] = loop.create_future()  # process gone and pipes closed
 
@@ -69,7 +69,7 @@ class ChildPipes(asyncio.SubprocessProtocol):
         Under load many invocations are created per turn, so the worker also reads them with one
         read; sequential calls pay one loop hop (a few microseconds)."""
         if not self._queued:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._queued.append(data)
 
     def write_now(self, data: bytes) -> None:

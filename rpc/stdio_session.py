@@ -124,7 +124,8 @@ class StdioSession:
             except ValueError:
                 obj = None
             if type(obj) is dict and "method" not in obj and "result" in obj and obj.get("jsonrpc") == "2.0":
-                self._resolve(obj.get("id"), obj["result"], None)
+                if not self._pending.resolve(obj.get("id"), obj["result"]):
+                    self._unknown_reply(obj.get("id"))
                 return
         msg = jsonrpc.parse(line)
         if isinstance(msg, jsonrpc.Batch):
@@ -330,7 +331,10 @@ class StdioSession:
             failure = InvocationError.from_body({"code": data.get("code") or "invocation_failed",
                                                  "message": error.message, "stacktrace": data.get("stacktrace")})
         if not self._pending.resolve(msg_id, result, failure):
-            self.log("debug", f"reply for unknown or expired call id {msg_id!r} ignored")
+            self._unknown_reply(msg_id)
+
+    def _unknown_reply(self, msg_id: Any) -> None:
+        self.log("debug", f"reply for unknown or expired call id {msg_id!r} ignored")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
