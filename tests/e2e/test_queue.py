@@ -174,14 +174,17 @@ def test_sigkill_of_the_engine_loses_no_accepted_message(start_engine, tmp_path)
     assert ids == set(range(200))
 
 
+# Each line goes out in one write: the handler's thread and the main thread print at about the same
+# time, and print() of several pieces could interleave them (seen once: "receiptsdk worked 1").
 SDK = '''
-import os, time
+import os, sys, time
 from iii import InitOptions, TriggerAction, register_worker
 iii = register_worker(os.environ["III_URL"], InitOptions(worker_name="sdk"))
-iii.register_function("sdk::work", lambda data: print("sdk worked", data["n"], flush=True))
+iii.register_function("sdk::work", lambda data: (sys.stdout.write(f"sdk worked {data['n']}\\n"), sys.stdout.flush()))
 time.sleep(0.5)
 receipt = iii.trigger({"function_id": "sdk::work", "payload": {"n": 1}, "action": TriggerAction.Enqueue(queue="jobs")})
-print("receipt", receipt["messageReceiptId"], flush=True)
+sys.stdout.write(f"receipt {receipt['messageReceiptId']}\\n")
+sys.stdout.flush()
 time.sleep(600)
 '''
 
