@@ -26,7 +26,16 @@ from modules.kv.factory import _file as sqlite_file
 from modules.queue.admin import register_admin_functions
 from modules.queue.config import BuiltinQueueConfig, Policy, QueueModuleConfig, subscriber_policy
 from modules.queue.consumer import Consumer
-from modules.queue.store import Job, JobStore, QueueStore, StoreError, Subscriber
+from modules.queue.store import (
+    Job,
+    JobStore,
+    QueueStore,
+    StoreError,
+    Subscriber,
+    legacy_queues,
+    parked_queue,
+    topic_queue,
+)
 from modules.triggers import ConditionalTriggers
 from supervisor.config_schema import parse_dataclass
 from supervisor.core.builtin_input import Input
@@ -214,11 +223,12 @@ class QueueModule(Module):
         key = (topic, trigger.function_id)
         sub = self.subscriptions.get(key)
         if sub is None:
-            queue = f"topic:{topic}:{trigger.function_id}"
+            queue = topic_queue(topic, trigger.function_id)
             consumer = Consumer(self.store, queue, policy, self._topic_job, self._log, self.owner)
             sub = self.subscriptions[key] = _Subscription(topic, trigger.function_id, policy, consumer)
             try:
                 await self.store.register_subscribers([self._registration(sub, time.time())])
+                await self._adopt_legacy(sub)
                 if not any(s.topic == topic for k, s in self.subscriptions.items() if k != key):
                     await self._adopt_parked(sub)
             except StoreError as exc:  # the consumer still starts; maintenance retries the registration
@@ -240,9 +250,23 @@ class QueueModule(Module):
         return Subscriber(sub.topic, sub.consumer.queue, sub.function_id, policy.delay_s,
                           policy.group_field if policy.fifo else None, now)
 
+    async def _adopt_legacy(self, sub: _Subscription) -> None:
+        """Messages stored under the subscription's queue name from before topics were escaped
+        (``topic_queue``) move to its queue now."""
+        legacy = legacy_queues(sub.topic, sub.function_id)
+        if legacy is not None:
+            moved = await self.store.adopt(legacy[0], sub.consumer.queue, sub.function_id, sub.topic)
+            if moved:
+                self._log("info", f"{moved} message(s) for {sub.function_id!r} on topic {sub.topic!r} moved to "
+                          f"the queue {sub.consumer.queue!r}", function_id=sub.function_id)
+                sub.consumer.wake()
+
     async def _adopt_parked(self, sub: _Subscription) -> None:
         """Messages published while a topic had no subscriber anywhere go to its first one."""
-        kept = await self.store.adopt(f"topic:{sub.topic}", sub.consumer.queue, sub.function_id)
+        kept = await self.store.adopt(parked_queue(sub.topic), sub.consumer.queue, sub.function_id, sub.topic)
+        legacy = legacy_queues(sub.topic, sub.function_id)
+        if legacy is not None:  # kept under the name from before topics were escaped
+            kept += await self.store.adopt(legacy[1], sub.consumer.queue, sub.function_id, sub.topic)
         if kept:
             self._log("info", f"{kept} message(s) kept for topic {sub.topic!r} go to its first subscriber "
                       f"{sub.function_id!r}", function_id=sub.function_id)
@@ -311,8 +335,8 @@ class QueueModule(Module):
         return [r for r in remote if r.queue not in mine]
 
     def _topic_job(self, job: Job) -> asyncio.Future[Any]:
-        # A topic job's queue is ``topic:<display>:<function_id>``: its subscription's key, found in
-        # one lookup per delivery rather than a scan of every subscription.
+        # A topic job's display and function id are its subscription's key, found in one lookup
+        # per delivery rather than a scan of every subscription.
         sub = self.subscriptions.get((job.display, job.function_id or ""))
         trigger = next(iter(sub.triggers.values()), None) if sub else None
         if sub is None or trigger is None:
@@ -376,7 +400,7 @@ class QueueModule(Module):
         for r in self._remote_subscribers(topic, subs):
             jobs.append(job(r.queue, r.function_id, self._group_by(r.group_field, data), r.delay_s))
         if not jobs:  # kept for the first subscriber
-            jobs = [job(f"topic:{topic}", None, "", 0.0)]
+            jobs = [job(parked_queue(topic), None, "", 0.0)]
         stored = self._stored(jobs)
 
         def wake(done: asyncio.Future[None]) -> None:

@@ -166,19 +166,22 @@ for queue in pairs(woken) do redis.call('PUBLISH', P .. 'wake', queue) end  -- c
 return n
 """
 
-# ARGV: P, from, to, function_id
+# ARGV: P, from, to, function_id, display (only jobs published to that topic move)
 _ADOPT = r"""
 local from, to = ARGV[2], ARGV[3]
-local ids = redis.call('SMEMBERS', P .. 'jobs:' .. from)
-for _, id in ipairs(ids) do
-  unlink(id)
-  redis.call('HSET', jkey(id), 'queue', to, 'function_id', ARGV[4])
-  link(id)
-  redis.call('SREM', P .. 'jobs:' .. from, id)
-  redis.call('SADD', P .. 'jobs:' .. to, id)
+local moved = 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'jobs:' .. from)) do
+  if redis.call('HGET', jkey(id), 'display') == ARGV[5] then
+    unlink(id)
+    redis.call('HSET', jkey(id), 'queue', to, 'function_id', ARGV[4])
+    link(id)
+    redis.call('SREM', P .. 'jobs:' .. from, id)
+    redis.call('SADD', P .. 'jobs:' .. to, id)
+    moved = moved + 1
+  end
 end
-if #ids > 0 then redis.call('PUBLISH', P .. 'wake', to) end
-return #ids
+if moved > 0 then redis.call('PUBLISH', P .. 'wake', to) end
+return moved
 """
 
 # ARGV: P, queue, now, limit, fifo (1/0), lease_until, owner
@@ -426,8 +429,8 @@ class RedisQueueStore:
         if jobs:
             await self._run(self._push, len(jobs), *[x for j in jobs for x in _fields(j)])
 
-    async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
-        return int(await self._run(self._adopt, from_queue, to_queue, function_id))
+    async def adopt(self, from_queue: str, to_queue: str, function_id: str, display: str) -> int:
+        return int(await self._run(self._adopt, from_queue, to_queue, function_id, display))
 
     # -- consuming -------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ tests of the twin test the durable store's logic too. Every state change is one 
 transaction before it is acknowledged (WAL: survives a SIGKILL of the engine).
 
 A job lives in one internal queue (``topic:<topic>:<function>`` per subscriber, ``topic:<topic>``
-while a topic has no subscriber yet, ``fn:<name>`` for named queues) and moves through
+while a topic has no subscriber yet, ``fn:<name>`` for named queues; see ``topic_queue``) and moves through
 ``waiting`` -> ``active`` (leased until ``lease_until``) -> deleted on success, or back to
 ``waiting`` (retry at ``available_at``) or ``dead`` (the dead-letter queue) on failure.
 FIFO queues deliver only the oldest unfinished job of each message group; a retried job keeps its
@@ -60,11 +60,49 @@ CREATE TABLE IF NOT EXISTS subscribers (
     PRIMARY KEY (topic, queue)
 );
 """
+
+# Only jobs whose topic has ":" or "%" change queue (the others' names are the same escaped).
+_ESCAPE_TOPIC_QUEUES = """
+BEGIN IMMEDIATE;
+UPDATE jobs SET queue = 'topic:' || replace(replace(display, '%', '%25'), ':', '%3A') || ':' || function_id
+ WHERE function_id IS NOT NULL AND queue = 'topic:' || display || ':' || function_id
+   AND (instr(display, ':') > 0 OR instr(display, '%') > 0);
+UPDATE jobs SET queue = 'topic:' || replace(replace(display, '%', '%25'), ':', '%3A')
+ WHERE function_id IS NULL AND queue = 'topic:' || display
+   AND (instr(display, ':') > 0 OR instr(display, '%') > 0);
+PRAGMA user_version = 1;
+COMMIT;
+"""
 _COLUMNS = ("id, queue, display, function_id, data, group_id, state, attempts, available_at, lease_until, owner, "
             "created_at, failed_at, last_error, traceparent, baggage")
 _INSERT = ("INSERT INTO jobs (id, queue, display, function_id, data, group_id, state, available_at, created_at, "
            "traceparent, baggage) VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?)")
 
+
+
+def topic_queue(topic: str, function_id: str) -> str:
+    """The queue of one subscription. ``:`` and ``%`` in the topic are escaped so that no two
+    (topic, function) pairs share a queue, nor a subscription and the parked messages of another
+    topic (topic ``user:created`` parked vs. topic ``user`` for ``created``). The function id comes
+    last and needs no escaping (ids often contain ``::``); names without ``:`` or ``%`` in the topic
+    are the same as before the escaping."""
+    return f"topic:{_escape(topic)}:{function_id}"
+
+
+def parked_queue(topic: str) -> str:
+    """Where messages of a topic nobody subscribes to yet are kept (no ``:`` after the prefix)."""
+    return f"topic:{_escape(topic)}"
+
+
+def _escape(topic: str) -> str:
+    return topic.replace("%", "%25").replace(":", "%3A") if ":" in topic or "%" in topic else topic
+
+
+def legacy_queues(topic: str, function_id: str) -> tuple[str, str] | None:
+    """The subscription and parked queue names used before topics were escaped, when they differ."""
+    if ":" not in topic and "%" not in topic:
+        return None
+    return f"topic:{topic}:{function_id}", f"topic:{topic}"
 
 @dataclass(frozen=True)
 class Subscriber:
@@ -131,7 +169,7 @@ class JobStore(Protocol):
     async def close(self) -> None: ...
     async def push(self, jobs: list[Job]) -> None: ...
     def push_started(self, jobs: list[Job]) -> asyncio.Future[None]: ...
-    async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int: ...
+    async def adopt(self, from_queue: str, to_queue: str, function_id: str, display: str) -> int: ...
     async def claim(self, queue: str, now: float, limit: int, *, fifo: bool, lease_s: float,
                     owner: str) -> list[Job]: ...
     async def ack(self, job_ids: list[str]) -> None: ...
@@ -167,6 +205,8 @@ class QueueStore:
         db.executescript(_SCHEMA)
         if db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='jobs_by_display'").fetchone():
             db.execute("DROP INDEX jobs_by_display")  # files made before jobs_dead replaced it
+        if db.execute("PRAGMA user_version").fetchone()[0] < 1:  # made before topic_queue escaped topics
+            db.executescript(_ESCAPE_TOPIC_QUEUES)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, quick: bool = False) -> T:
         """``fn`` in a transaction; concurrent calls share one commit. ``quick``: a short, bounded
@@ -210,10 +250,13 @@ class QueueStore:
             return failed(self._error(exc))
         return map_exception(stored, self._error)
 
-    async def adopt(self, from_queue: str, to_queue: str, function_id: str) -> int:
-        """Give the jobs kept for a topic without subscribers to its first subscriber."""
+    async def adopt(self, from_queue: str, to_queue: str, function_id: str, display: str) -> int:
+        """Move the jobs of ``from_queue`` published to ``display`` (a topic) to ``to_queue``, for
+        ``function_id``: the jobs kept for a topic without subscribers go to its first subscriber,
+        and jobs under a queue's name from before ``topic_queue`` escaped topics go to the new name."""
         return await self._run(lambda db: db.execute(
-            "UPDATE jobs SET queue=?, function_id=? WHERE queue=?", (to_queue, function_id, from_queue)).rowcount)
+            "UPDATE jobs SET queue=?, function_id=? WHERE queue=? AND display=?",
+            (to_queue, function_id, from_queue, display)).rowcount)
 
     # -- consuming -------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 
 from modules.queue.config import Policy, subscriber_policy
 from modules.queue.redis_store import RedisQueueStore
-from modules.queue.store import Job, QueueStore
+from modules.queue.store import Job, QueueStore, legacy_queues, parked_queue, topic_queue
 from tests.services import delete_redis_prefix, require_redis
 
 
@@ -115,7 +115,7 @@ def test_a_stale_failure_never_undoes_a_newer_delivery(store):
 def test_adopt_moves_kept_messages_to_the_first_subscriber(store):
     async def main() -> None:
         await store.push([Job("k", "topic:t", "t", None, 1)])
-        assert await store.adopt("topic:t", "topic:t:fn", "fn") == 1
+        assert await store.adopt("topic:t", "topic:t:fn", "fn", "t") == 1
         [j] = await store.claim("topic:t:fn", 1.0, 1, fifo=False, lease_s=1, owner="me")
         assert j.function_id == "fn"
         await store.close()
@@ -194,7 +194,8 @@ def test_redis_store_matches_the_sql_store_on_random_operations(redis_prefix):
                 batch = []
                 for _ in range(rng.randint(1, 4)):
                     q = rng.choice(queues)
-                    batch.append(Job(f"m{made}", q, "t" if q.startswith("topic") else q, None if q == "topic:t"
+                    display = rng.choice(["t", "t", "u"]) if q == "topic:t" else "t" if q.startswith("topic") else q
+                    batch.append(Job(f"m{made}", q, display, None if q == "topic:t"
                                      else "fn", {"n": made}, rng.choice(["", "a", "b"]),
                                      available_at=now + rng.choice([0.0, 0.0, 2.0]), created_at=now,
                                      traceparent=rng.choice([None, "tp"])))
@@ -228,7 +229,7 @@ def test_redis_store_matches_the_sql_store_on_random_operations(redis_prefix):
             elif op == "discard":
                 call = ("discard", rng.choice(["s", "f", "t"]), ids[0])
             else:
-                call = ("adopt", "topic:t", "topic:t:fn", "fn")
+                call = ("adopt", "topic:t", "topic:t:fn", "fn", rng.choice(["t", "t", "u"]))
             name, *args = call
             kwargs = args.pop() if args and isinstance(args[-1], dict) and name == "claim" else {}
             want = await getattr(sql, name)(*args, **kwargs)
@@ -276,11 +277,57 @@ def test_a_push_on_one_redis_store_wakes_the_consumers_of_every_engine(redis_pre
                 await there.push([Job("k1", "topic:t", "t", None, {}, "", available_at=0, created_at=0)])
                 async with asyncio.timeout(5):
                     assert await woken.get() == "topic:t"
-                await there.adopt("topic:t", "topic:t:fn", "fn")
+                await there.adopt("topic:t", "topic:t:fn", "fn", "t")
                 async with asyncio.timeout(5):
                     assert await woken.get() == "topic:t:fn"
             finally:
                 await here.close()
                 await there.close()
+
+    run(main())
+
+
+def test_adopt_moves_only_the_jobs_published_to_the_named_topic(store):
+    async def main() -> None:
+        await store.push([Job("a", "topic:x:y", "x:y", None, 1), Job("b", "topic:x:y", "x", "y", 2)])
+        assert await store.adopt("topic:x:y", "topic:x%3Ay:fn", "fn", "x:y") == 1
+        [moved] = await store.claim("topic:x%3Ay:fn", 1.0, 5, fifo=False, lease_s=1, owner="me")
+        [stayed] = await store.claim("topic:x:y", 1.0, 5, fifo=False, lease_s=1, owner="me")
+        assert (moved.id, moved.function_id, stayed.id, stayed.function_id) == ("a", "fn", "b", "y")
+        await store.close()
+
+    run(main())
+
+
+def test_queue_names_of_topics_never_collide() -> None:
+    names = [topic_queue("a:b", "c"), topic_queue("a", "b:c"), parked_queue("a:b"), topic_queue("a", "b"),
+             parked_queue("a"), topic_queue("a%3Ab", "c"), parked_queue("a%3Ab")]
+    assert len(set(names)) == len(names), names
+    assert topic_queue("orders", "orders::process") == "topic:orders:orders::process"  # unchanged names
+    assert parked_queue("orders") == "topic:orders"
+    assert legacy_queues("orders", "fn") is None
+    assert legacy_queues("a:b", "c") == ("topic:a:b:c", "topic:a:b")
+
+
+def test_a_store_file_from_before_the_escaping_moves_its_jobs_to_the_new_names(tmp_path) -> None:
+    path = tmp_path / "q.sqlite3"
+
+    async def main() -> None:
+        old = QueueStore(path)
+        await old.push([Job("sub", "topic:user:created:notify", "user:created", "notify", 1),
+                        Job("parked", "topic:user:created", "user:created", None, 2),
+                        Job("plain", "topic:user:created", "user", "created", 3),
+                        Job("named", "fn:jobs", "jobs", "work", 4)])
+        await old._run(lambda db: db.execute("PRAGMA user_version = 0"))
+        await old.close()
+        store = QueueStore(path)
+        await store.open()
+        got = {}
+        for queue in (topic_queue("user:created", "notify"), parked_queue("user:created"),
+                      topic_queue("user", "created"), "fn:jobs"):
+            got[queue] = [j.id for j in await store.claim(queue, 1.0, 5, fifo=False, lease_s=1, owner="me")]
+        await store.close()
+        assert got == {"topic:user%3Acreated:notify": ["sub"], "topic:user%3Acreated": ["parked"],
+                       "topic:user:created": ["plain"], "fn:jobs": ["named"]}
 
     run(main())
