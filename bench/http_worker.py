@@ -110,6 +110,22 @@ def pipe_echo(n: int) -> tuple[float, float]:
     return percentiles(asyncio.run(run()))
 
 
+def wrk_latency(port: int, path: str, seconds: int) -> tuple[float, float] | None:
+    """p50/p99 of sequential requests from a C client (wrk, one connection): the server's latency
+    without the ~20-30 us a Python client adds to every sample."""
+    if not shutil.which("wrk"):
+        return None
+    out = subprocess.run(["wrk", "-t1", "-c1", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, check=True).stdout
+    return _wrk_time(out, "50%"), _wrk_time(out, "99%")
+
+
+def _wrk_time(out: str, label: str) -> float:
+    match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    assert match, out
+    return float(match.group(1)) * {"us": 1.0, "ms": 1e3, "s": 1e6}[match.group(2)]
+
+
 def throughput(port: int, path: str, seconds: int) -> float | None:
     if not shutil.which("wrk"):
         return None
@@ -149,6 +165,10 @@ def main() -> None:
         print(f"sequential latency, iii -> worker: p50 {e50:7.1f} us  p99 {e99:7.1f} us"
               f"   (p50 ratio {e50 / b50:.2f}x the bare handler, {e50 / (b50 + p50):.2f}x bare + pipe hop;"
               " target p50 <= 120 us)")
+        wb, we = wrk_latency(bare.port, "/", args.seconds), wrk_latency(app.port, "/bench", args.seconds)
+        if wb is not None and we is not None:
+            print(f"sequential latency, C client (wrk -c1): bare p50 {wb[0]:.0f} us p99 {wb[1]:.0f} us, "
+                  f"iii -> worker p50 {we[0]:.0f} us p99 {we[1]:.0f} us (p50 ratio {we[0] / wb[0]:.2f}x)")
         # Alternate the two servers so a change in the machine's load hits both; report medians.
         rounds = [(throughput(bare.port, "/", args.seconds), throughput(app.port, "/bench", args.seconds))
                   for _ in range(args.rounds)]
