@@ -31,7 +31,7 @@ from modules.api.exchange import (
 from modules.api.routes import Route, RouteTable, normalise_pattern
 from modules.api.streaming import ATTACH_GRACE, ResponseChannel
 from modules.base import Module, ModuleContext
-from supervisor.core.models import Trigger, TriggerType
+from supervisor.core.models import FunctionDef, Trigger, TriggerType
 from supervisor.core.tracing import trace_id_of
 from supervisor.errors import EngineError, InvocationError, TriggerConfigError
 
@@ -194,10 +194,10 @@ class RestApiModule(Module):
             except InvocationError as exc:
                 return self._failed(route, exc, method, request.path, traceparent)
             return answer_from_result(result)
-        return await self._invoke(request, route, payload, raw, origin, traceparent, baggage)
+        return await self._invoke(request, route, fn, payload, raw, origin, traceparent, baggage)
 
-    async def _invoke(self, request: web.BaseRequest, route: Route, payload: dict[str, Any], raw: bytes,
-                      origin: str | None, traceparent: str | None,
+    async def _invoke(self, request: web.BaseRequest, route: Route, fn: FunctionDef | None, payload: dict[str, Any],
+                      raw: bytes, origin: str | None, traceparent: str | None,
                       baggage: str | None) -> HttpAnswer | web.StreamResponse:
         """Call the route's function with its two channels; answer from the result or the channel."""
         channels = self.core.channels
@@ -210,7 +210,7 @@ class RestApiModule(Module):
             failed = False
             try:
                 result = await self.core.router.call(route.function_id, payload, timeout=self.timeout,
-                                                     traceparent=traceparent, baggage=baggage)
+                                                     traceparent=traceparent, baggage=baggage, resolved=fn)
             except InvocationError as exc:
                 if not response.committed:
                     return self._failed(route, exc, request.method, request.path, traceparent)
