@@ -211,8 +211,8 @@ class _Outbox:
         self._sending = False
         self._wake = asyncio.Event()
 
-    def put(self, text: str) -> None:
-        payload = text.encode()
+    def put(self, payload: bytes) -> None:
+        """Queue one text frame's payload (UTF-8 JSON, encoded once by the session)."""
         if self._transport is not None and not self._frames and not self._sending:
             if not self._turn:
                 asyncio.get_running_loop().call_soon(self._write_turn)

@@ -27,7 +27,7 @@ from supervisor.core.http_functions import HttpFunctionClient, HttpInvocationSpe
 from supervisor.core.models import FunctionDef, Invocation, Invoker, Trigger, TriggerType, Worker
 from supervisor.errors import InvocationError, InvocationFailed, RegistrationError, TriggerConfigError
 
-SendText = Callable[[str], None]
+SendFrame = Callable[[bytes], None]  # one JSON text frame's payload (UTF-8)
 Reattach = Callable[[str, "str | None", "WsSession"], Awaitable[None]]
 PROVIDER_TIMEOUT = 10.0
 # Calls one connection may have waiting for their answers; one more is refused with
@@ -43,11 +43,11 @@ def check_namespace(namespace: Any) -> None:
 
 
 class WsSession:
-    def __init__(self, core: Core, worker: Worker, send: SendText, *, reattach: Reattach | None = None,
+    def __init__(self, core: Core, worker: Worker, send: SendFrame, *, reattach: Reattach | None = None,
                  http_functions: HttpFunctionClient | None = None) -> None:
         self.core = core
         self.worker = worker
-        self._send_text = send
+        self._send_frame = send
         self._reattach = reattach
         self._http = http_functions
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -62,7 +62,7 @@ class WsSession:
 
     def send(self, frame: dict[str, Any]) -> None:
         if not self.closed:
-            self._send_text(jsoncodec.dumps_str(frame))
+            self._send_frame(jsoncodec.dumps(frame))
 
     # -- frames from the worker --------------------------------------------------------------
 

@@ -30,7 +30,7 @@ class StreamClient:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
 
     def send(self, message: dict[str, Any]) -> bool:
-        return self.outbox.put(encode(message).encode())
+        return self.outbox.put(encode(message))
 
 
 @dataclass(eq=False)
@@ -91,7 +91,7 @@ class Hub:
         if not subs:
             return 0
         item = message.get("id")
-        data = encode(message).encode()
+        data = encode(message)
         frame = text_frame(data)
         count = 0
         for sub in list(subs):  # an overflowing client is removed while we iterate

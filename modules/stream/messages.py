@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from modules.stream.errors import ClientMessageError
 from supervisor.core import jsoncodec
 
-encode = jsoncodec.dumps_str
+encode = jsoncodec.dumps  # UTF-8 bytes: the frame's payload as it is sent
 
 
 @dataclass(frozen=True, slots=True)
