@@ -100,7 +100,7 @@ def _escape(topic: str) -> str:
 
 def legacy_queues(topic: str, function_id: str) -> tuple[str, str] | None:
     """The subscription and parked queue names used before topics were escaped, when they differ."""
-    if ":" not in topic and "%" not in topic:
+    if _escape(topic) == topic:
         return None
     return f"topic:{topic}:{function_id}", f"topic:{topic}"
 
