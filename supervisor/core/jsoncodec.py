@@ -46,7 +46,9 @@ def dumps_str(obj: Any) -> str:
 
 
 def loads(data: bytes | bytearray | str) -> Any:
-    """Parse JSON text; raises ``ValueError`` (``json.JSONDecodeError``) like ``json.loads``."""
+    """Parse JSON text; raises ``ValueError`` for anything that is not JSON, including text nested
+    deeper than the parsers go (``json.loads`` would raise ``RecursionError``, which callers that
+    catch ``ValueError`` for bad input let through: a deeply nested HTTP body or worker reply)."""
     if isinstance(data, str):
         try:
             raw: bytes | bytearray = data.encode()
@@ -59,4 +61,7 @@ def loads(data: bytes | bytearray | str) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

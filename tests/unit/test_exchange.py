@@ -195,3 +195,8 @@ def test_error_answers_have_independent_headers() -> None:
     a = error_answer(503, "x", "y")
     a.headers["Retry-After"] = "1"
     assert "Retry-After" not in error_answer(503, "x", "y").headers
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_a_bad_body_not_a_crash() -> None:
+    with pytest.raises(BadRequestBody, match="nested too deeply"):
+        parse_body(b"[" * 100_000 + b"]" * 100_000, "application/json")

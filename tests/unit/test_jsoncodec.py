@@ -59,7 +59,7 @@ def test_what_orjson_reads_differently_is_read_by_json(text: str) -> None:
 
 
 def test_invalid_json_raises_the_standard_error() -> None:
-    for bad in [b"", b"{", b"[1,]", b"\xff\xfe{", "{'a': 1}"]:
+    for bad in [b"", b"{", b"[1,]", b"\xff\xfe{", "{'a': 1}", b"[" * 100_000 + b"]" * 100_000]:
         with pytest.raises(ValueError):
             loads(bad)
 

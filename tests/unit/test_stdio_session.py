@@ -595,6 +595,17 @@ def test_broken_json_frame_gets_parse_error() -> None:
     run(test)
 
 
+def test_a_reply_nested_too_deeply_gets_a_parse_error_and_the_session_lives_on() -> None:
+    async def test(h: Harness) -> None:
+        h.feed(b'{"jsonrpc":"2.0","id":1,"result":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+        reply = await h.next_line()
+        assert reply["error"]["code"] == -32700 and "nested too deeply" in reply["error"]["message"]
+        h.feed({"jsonrpc": "2.0", "id": 2, "method": "register_function", "params": {"id": "still::here"}})
+        assert (await h.next_line())["id"] == 2
+
+    run(test)
+
+
 def test_json_that_is_not_jsonrpc_gets_invalid_request() -> None:
     async def test(h: Harness) -> None:
         h.feed(b'{"id":3,"hello":"world"}')
