@@ -67,10 +67,8 @@ Message = Request | Notification | Response | ErrorResponse | Invalid | Batch
 def parse(line: bytes | str) -> Message:
     try:
         obj = jsoncodec.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # also bad UTF-8 and nesting deeper than the parser goes
         return Invalid(f"not JSON: {exc}", None)
-    except RecursionError:
-        return Invalid("not JSON: nested too deeply", None)
     if isinstance(obj, list):
         if not obj:
             return Invalid("empty batch", ErrorResponse(None, INVALID_REQUEST, "Invalid Request", "empty batch"))

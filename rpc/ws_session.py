@@ -69,7 +69,7 @@ class WsSession:
     def frame_received(self, text: str | bytes) -> None:
         try:
             frame = jsoncodec.loads(text)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+        except ValueError:  # also bad UTF-8 and nesting deeper than the parser goes
             self.core.log("warn", "ignored a frame that is not JSON", source=self.worker.name)
             return
         if not isinstance(frame, dict):

@@ -49,7 +49,7 @@ def parse_client_frame(raw: str | bytes) -> ClientMessage | None:
         return None
     try:
         frame = jsoncodec.loads(raw)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise ClientMessageError("frame is not JSON") from None
     if not isinstance(frame, dict):
         raise ClientMessageError(f"frame must be a JSON object, got {type(frame).__name__}")
