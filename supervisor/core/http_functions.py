@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from supervisor.core import jsoncodec
 from supervisor.core.http_functions_net import (
     TARGET_FORBIDDEN,
     Resolver,
@@ -302,8 +303,8 @@ def _decode(body: bytes, charset: str | None) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except ValueError:
+        return jsoncodec.loads(body)
+    except ValueError:  # not JSON (nor JSON nested deeper than the parser goes): the text
         return _text(body, charset)
 
 
