@@ -40,6 +40,7 @@ from supervisor.core.http_functions_net import TargetPolicy, VettingBackend, add
 from supervisor.core.models import Invocation
 from supervisor.errors import ConfigError, InvocationError, InvocationTimeout, RegistrationError
 
+DEEP = b"[" * 100_000 + b"]" * 100_000
 ENV = {"TOKEN": "tok-3f9a", "API_KEY": "key-77c1", "HMAC_SECRET": "hmac-secret-5d2e", "PASSWORD": "pw-91b0",
        "USER": "ann"}
 
@@ -73,6 +74,8 @@ class Server:
             return web.json_response({"data": json.loads(body) if body else None, "method": request.method})
         if path == "/text":
             return web.Response(text="plain words")
+        if path == "/deep":  # JSON nested deeper than a parser goes: answered as its text
+            return web.Response(body=DEEP, headers={"Content-Type": "application/json"})
         if path == "/latin1":
             return web.Response(body="café".encode("latin-1"), headers={"Content-Type": "text/plain; charset=latin-1"})
         if path == "/odd-charset":
@@ -361,6 +364,7 @@ def test_methods_bodies_and_result_shapes() -> None:
             assert await c.invoker(spec(srv.url("/echo")))(call_of(None)) == {"data": None, "method": "POST"}
             assert srv.requests[-1]["body"] == b"null"
             assert await c.invoker(spec(srv.url("/text")))(call_of()) == "plain words"
+            assert await c.invoker(spec(srv.url("/deep")))(call_of()) == DEEP.decode()
             assert await c.invoker(spec(srv.url("/latin1")))(call_of()) == "café"
             assert await c.invoker(spec(srv.url("/odd-charset")))(call_of()) == "odd"
             assert await c.invoker(spec(srv.url("/empty")))(call_of()) is None
