@@ -58,6 +58,12 @@ def test_what_orjson_reads_differently_is_read_by_json(text: str) -> None:
     assert got == expected or (isinstance(got, float) and math.isnan(got) and math.isnan(expected))
 
 
+def test_text_with_a_lone_surrogate_is_read_by_json() -> None:
+    assert loads('["\ud800"]') == ["\ud800"]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        loads("[" * 100_000 + '"\ud800"' + "]" * 100_000)
+
+
 def test_invalid_json_raises_the_standard_error() -> None:
     for bad in [b"", b"{", b"[1,]", b"\xff\xfe{", "{'a': 1}", b"[" * 100_000 + b"]" * 100_000]:
         with pytest.raises(ValueError):
