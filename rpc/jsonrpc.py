@@ -115,7 +115,7 @@ def _dumps(obj: Any) -> bytes:
 
 
 def encode_request(msg_id: str | int, method: str, params: Any) -> bytes:
-    return jsoncodec.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}) + b"\n"
+    return _dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
 
 
 def encode_notification(method: str, params: Any) -> bytes:
