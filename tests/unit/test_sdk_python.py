@@ -38,9 +38,9 @@ def rpc(method: str, params: object, id: object = None) -> dict:
 def start(tmp_path: Path) -> Iterator:
     engines: list[FakeEngine] = []
 
-    def _start(body: str, **env: str) -> FakeEngine:
+    def _start(body: str, preamble: str = PREAMBLE, **env: str) -> FakeEngine:
         script = tmp_path / f"worker{len(engines)}.py"
-        script.write_text(PREAMBLE + textwrap.dedent(body))
+        script.write_text(preamble + textwrap.dedent(body))
         engine = FakeEngine(script, **env)
         engines.append(engine)
         return engine
@@ -347,6 +347,103 @@ def test_batch_requests(start) -> None:
     engine.send([rpc("invoke", {"function_id": "math::add", "data": {"a": 0, "b": 0}})])
     engine.invoke("after", "math::add", {"a": 1, "b": 1})  # a batch of notifications gets no answer
     assert engine.response("after")["result"] == 2
+
+
+GATED = """
+import threading
+gate, marked, count_lock = threading.Event(), threading.Event(), threading.Lock()
+running = peak = 0
+
+@worker.function("gate::wait")
+def wait(data):
+    global running, peak
+    with count_lock:
+        running += 1
+        peak = max(peak, running)
+    try:
+        return gate.wait(5)
+    finally:
+        with count_lock:
+            running -= 1
+
+@worker.function("gate::mark")
+def mark(data):
+    marked.set()
+    return "marked"
+
+@worker.function("gate::open")
+async def open_gate(data):
+    gate.set()
+    return True
+
+@worker.function("gate::open_when_marked")
+async def open_when_marked(data):
+    ok = marked.wait(5)  # blocks the loop thread only, which nothing else here needs
+    gate.set()
+    return ok
+
+@worker.function("gate::stats")
+async def stats(data):
+    return {"running": running, "peak": peak}
+
+worker.run()
+"""
+
+
+def _wait_running(engine: FakeEngine, n: int) -> None:
+    """Poll the async stats handler until ``n`` sync handlers are blocked (bounded)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        engine.invoke("stats", "gate::stats")
+        if engine.response("stats")["result"]["running"] == n:
+            return
+        assert time.monotonic() < deadline, f"never {n} handlers running"
+
+
+def _results(engine: FakeEngine, n: int) -> dict:
+    responses = [engine.recv() for _ in range(n)]
+    assert all(isinstance(r, dict) for r in responses), responses
+    return {r["id"]: r.get("result", r.get("error")) for r in responses}
+
+
+def test_blocked_sync_handlers_do_not_stop_the_worker(start) -> None:
+    """A sync handler runs on the thread that read its call, so the reading must have moved
+    on to another thread first: blocked handlers never hold up the calls behind them."""
+    engine = start(GATED)
+    engine.handshake()
+    engine.invoke("w1", "gate::wait")
+    engine.invoke("w2", "gate::wait")
+    _wait_running(engine, 2)
+    engine.invoke("m", "gate::mark")  # a sync call while two sync handlers block
+    assert engine.response("m")["result"] == "marked"
+    engine.invoke("o", "gate::open")
+    assert _results(engine, 3) == {"o": True, "w1": True, "w2": True}
+
+
+def test_sync_handlers_in_a_batch_do_not_wait_for_each_other(start) -> None:
+    engine = start(GATED)
+    engine.handshake()
+    wait, mark = {"function_id": "gate::wait"}, {"function_id": "gate::mark"}
+    engine.send([rpc("invoke", wait, "bw"), rpc("invoke", mark, "bm")])
+    engine.invoke("o", "gate::open_when_marked")  # True only if mark ran while wait blocked
+    first, second = engine.recv(), engine.recv()
+    single, batch = (first, second) if isinstance(first, dict) else (second, first)
+    assert single == {"jsonrpc": "2.0", "id": "o", "result": True}
+    assert isinstance(batch, list) and {r["id"]: r["result"] for r in batch} == {"bw": True, "bm": "marked"}
+
+
+def test_max_threads_bounds_the_sync_handlers_running_at_once(start) -> None:
+    engine = start(GATED, preamble=PREAMBLE.replace("Worker()", "Worker(max_threads=2)"))
+    engine.handshake()
+    for i in range(3):
+        engine.invoke(f"w{i}", "gate::wait")
+    _wait_running(engine, 2)
+    engine.invoke("m", "gate::mark")  # waits for a free thread, but the reading goes on:
+    engine.invoke("o", "gate::open")  # the async handler is served
+    assert engine.response("o")["result"] is True
+    assert _results(engine, 4) == {"w0": True, "w1": True, "w2": True, "m": "marked"}
+    engine.invoke("stats", "gate::stats")
+    assert engine.response("stats")["result"] == {"running": 0, "peak": 2}
 
 
 def test_malformed_lines_and_unknown_methods(start) -> None:

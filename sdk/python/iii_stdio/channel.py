@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from _thread import allocate_lock, get_ident, start_new_thread
+from _thread import allocate_lock, get_ident
 from itertools import count
 
 from .errors import PARSE_ERROR, InvocationError, error_object
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+_PASSING = -1  # reader ident while the reading passes from one thread to the next
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -64,6 +65,7 @@ def result_of(reply: dict) -> object:
 class Channel:
     _on_message: Callable[[object], None]  # set by start()
     _on_eof: Callable[[], None]
+    _stream: BinaryIO
 
     def __init__(
         self,
@@ -79,7 +81,7 @@ class Channel:
         self._broken = False
         self._ids = count(1)
         self._pending: dict[object, Callable[[dict], None]] = {}
-        self._reader_ident = -1
+        self._reader_ident = _PASSING  # the thread reading stdin now
 
     # -- output -----------------------------------------------------------------------
 
@@ -163,12 +165,38 @@ class Channel:
 
     # -- input ------------------------------------------------------------------------
 
-    def start(self, on_message: Callable[[object], None], on_eof: Callable[[], None]) -> None:
-        """Start the reader thread: ``on_message`` gets each request, notification or
-        batch (replies are resolved here); ``on_eof`` runs when stdin closes."""
+    def start(
+        self,
+        on_message: Callable[[object], None],
+        on_eof: Callable[[], None],
+        start: Callable[[Callable[[], None]], bool],
+    ) -> None:
+        """Start reading stdin: ``on_message`` gets each request, notification or batch
+        (replies are resolved here); ``on_eof`` runs when stdin closes. ``start(fn)`` runs
+        ``fn`` on another thread (the reading takes turns on the threads it starts)."""
         self._on_message = on_message
         self._on_eof = on_eof
-        self._reader_ident = start_new_thread(self._read_loop, ())
+        self._stream = open(self._in_fd, "rb", buffering=1 << 16, closefd=False)
+        self._reader_ident = _PASSING
+        if not start(self._read_turn):
+            raise RuntimeError("no thread to read stdin")
+
+    def pass_reading(self, start: Callable[[Callable[[], None]], bool]) -> bool:
+        """On the reader thread, inside ``on_message``: let another thread read from now on,
+        so that this one can run a handler without a hand-off (leader/follower: the next
+        reader wakes while the handler runs, not before it). ``start(fn)`` must run ``fn``
+        on another thread now or return False; then this thread stays the reader.
+
+        Returns True if this thread is no longer the reader: its turn ends when
+        ``on_message`` returns."""
+        me = get_ident()
+        if self._reader_ident != me:
+            return False
+        self._reader_ident = _PASSING  # before start(): the next reader may claim it at once
+        if start(self._read_turn):
+            return True
+        self._reader_ident = me
+        return False
 
     def resolve(self, reply: dict) -> None:
         """Hand a reply from the engine to whoever is waiting for it."""
@@ -180,12 +208,15 @@ class Channel:
         elif "error" in reply:  # the engine could not read one of our lines: say so in the log
             sys.stderr.write(f"iii_stdio: the engine reported a protocol error: {reply['error']}\n")
 
-    def _read_loop(self) -> None:
-        self._reader_ident = get_ident()
-        stream = open(self._in_fd, "rb", buffering=1 << 16, closefd=False)
+    def _read_turn(self) -> None:
+        """Read and dispatch lines until stdin ends or another thread takes over the reading."""
+        me = get_ident()
+        self._reader_ident = me
+        stream = self._stream
         limit = self.max_frame_bytes
+        passed_on = False
         try:
-            while True:
+            while not passed_on:
                 line = stream.readline(limit + 1)  # bounded: never buffers more than one frame
                 if not line:
                     break
@@ -195,10 +226,12 @@ class Channel:
                     continue
                 if not line.isspace():
                     self._receive(line)
+                    passed_on = self._reader_ident != me  # another thread reads now: turn over
         except Exception as exc:  # e.g. stdin unreadable: as final as EOF
             sys.stderr.write(f"iii_stdio: reading stdin failed: {exc!r}\n")
         finally:
-            self._on_eof()
+            if not passed_on:
+                self._on_eof()
 
     @staticmethod
     def _skip_line(stream: BinaryIO) -> int:

@@ -1,8 +1,10 @@
-"""Engine -> worker messages: find the handler, run it off the reader thread, answer.
+"""Engine -> worker messages: find the handler, run it without stalling the reading, answer.
 
-Everything here starts on the reader thread and must return quickly: sync
-handlers go to the thread pool, async ones to the event loop thread, and the
-answer is written by whichever thread finishes the work.
+Everything here starts on the reader thread and must not keep it from reading:
+a sync handler runs right here after the reading has passed to a pool thread
+(so the call itself waits for no thread wake-up), or on a pool thread when that
+is not possible (inside a batch, or with every thread busy); async handlers go
+to the event loop thread. The answer is written by whichever thread finishes.
 """
 
 from __future__ import annotations
@@ -62,18 +64,19 @@ class Dispatcher:
         """Handle one parsed line: a single message or a batch."""
         write = self._channel.write
         if not isinstance(message, list):
-            self._handle(message, write)
+            self._handle(message, write, inline=True)
         elif not message:
             write(self._error_line(None, INVALID_REQUEST, "Invalid Request: empty batch", "invalid_request"))
         else:
             batch = _Batch(write)
             for item in message:
-                if self._handle(item, batch.add):
+                if self._handle(item, batch.add, inline=False):  # items must not wait for each other
                     batch.expected += 1
             batch.seal()
 
-    def _handle(self, message: object, reply: Reply) -> bool:
-        """Dispatch one message; return True if ``reply`` will be called (exactly once)."""
+    def _handle(self, message: object, reply: Reply, inline: bool) -> bool:
+        """Dispatch one message; return True if ``reply`` will be called (exactly once).
+        ``inline``: a sync handler may run on this thread once another one reads."""
         if not isinstance(message, dict):
             reply(self._error_line(None, INVALID_REQUEST, "Invalid Request", "invalid_request"))
             return True
@@ -105,12 +108,12 @@ class Dispatcher:
             elif error is not None:  # a notification failed: nobody to tell but the log
                 sys.stderr.write(f"iii_stdio: {name} notification failed: {error['message']}\n")
 
-        method(req_id, message.get("params"), finish)
+        method(req_id, message.get("params"), finish, inline)
         return has_id
 
     # -- methods ------------------------------------------------------------------------
 
-    def _on_invoke(self, req_id: object, params: object, finish: Finish) -> None:
+    def _on_invoke(self, req_id: object, params: object, finish: Finish, inline: bool) -> None:
         if not isinstance(params, dict) or not isinstance(params.get("function_id"), str):
             return finish(
                 error=error_object(INVALID_PARAMS, "invoke needs params.function_id", "invalid_params")
@@ -123,12 +126,12 @@ class Dispatcher:
         invocation = Invocation(
             req_id, function_id, params.get("traceparent"), params.get("baggage"), params.get("metadata")
         )
-        self._run(entry, params.get("data"), invocation, finish)
+        self._run(entry, params.get("data"), invocation, finish, inline)
 
-    def _on_register_trigger(self, req_id: object, params: object, finish: Finish) -> None:
+    def _on_register_trigger(self, req_id: object, params: object, finish: Finish, inline: bool) -> None:
         self._on_trigger_change(params, finish, 0)
 
-    def _on_unregister_trigger(self, req_id: object, params: object, finish: Finish) -> None:
+    def _on_unregister_trigger(self, req_id: object, params: object, finish: Finish, inline: bool) -> None:
         self._on_trigger_change(params, finish, 1)
 
     def _on_trigger_change(self, params: object, finish: Finish, which: int) -> None:
@@ -142,14 +145,18 @@ class Dispatcher:
         entry = callbacks[which]
         if entry is None:
             return finish(None)
-        self._run(entry, params, None, functools.partial(_finish_with_none, finish))
+        self._run(entry, params, None, functools.partial(_finish_with_none, finish), False)
 
     # -- running user code --------------------------------------------------------------
 
-    def _run(self, entry: Entry, arg: object, invocation: Invocation | None, finish: Finish) -> None:
+    def _run(
+        self, entry: Entry, arg: object, invocation: Invocation | None, finish: Finish, inline: bool
+    ) -> None:
         handler, is_async = entry
         if is_async:
             self._loop.spawn(self._call_async, handler, arg, invocation, finish)
+        elif inline and self._channel.pass_reading(self._pool.try_start):
+            self._call_sync(handler, arg, invocation, finish)
         else:
             self._pool.submit(self._call_sync, handler, arg, invocation, finish)
 

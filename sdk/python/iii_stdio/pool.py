@@ -1,7 +1,10 @@
-"""A tiny pool of hot threads for sync handlers.
+"""A tiny pool of hot threads for sync handlers and for the reading of stdin.
 
-Sync handlers must not run on the reader thread: they may block, and they may
-call ``worker.trigger()`` whose reply only the reader thread can deliver.
+Sync handlers must not block the reading of stdin: they may take long, and they
+may call ``worker.trigger()`` whose reply only the reader can deliver. Rather
+than handing each call to another thread (a wake-up on the critical path), the
+reader passes the *reading* to a pool thread and runs the handler itself
+(leader/follower; see ``Channel.pass_reading``).
 Each parked thread waits on its own lock, so a hand-off is one lock release
 (measured faster than ``concurrent.futures``, which also costs ~10 ms to import).
 Threads are started lazily, up to ``max_threads``; extra work waits in a FIFO.
@@ -40,19 +43,28 @@ class ThreadPool:
         self._threads = 0
 
     def submit(self, fn: Callable[..., object], *args: object) -> None:
-        """Run ``fn(*args)`` on a pool thread; never blocks the caller."""
-        task = (fn, args)
+        """Run ``fn(*args)`` on a pool thread, or later if every thread is busy; never blocks."""
+        self._start((fn, args), backlog=True)
+
+    def try_start(self, fn: Callable[..., object], *args: object) -> bool:
+        """Run ``fn(*args)`` on a pool thread now, or return False if every thread is busy
+        (it never waits in the backlog: for work that must not wait, like reading stdin)."""
+        return self._start((fn, args), backlog=False)
+
+    def _start(self, task: tuple, backlog: bool) -> bool:
         with self._lock:
             if self._parked:
                 parked = self._parked.pop()
                 parked.task = task
                 parked.wake.release()
-                return
+                return True
             if self._threads >= self._max:
-                self._backlog.append(task)
-                return
+                if backlog:
+                    self._backlog.append(task)
+                return backlog
             self._threads += 1
         start_new_thread(self._run, (task,))
+        return True
 
     def _run(self, task: tuple | None) -> None:
         parked = _Parked()
