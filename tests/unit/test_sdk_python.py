@@ -446,6 +446,55 @@ def test_max_threads_bounds_the_sync_handlers_running_at_once(start) -> None:
     assert engine.response("stats")["result"] == {"running": 0, "peak": 2}
 
 
+QUICK = """
+import threading
+gate = threading.Event()
+
+@worker.function("quick::maybe_block")
+def maybe_block(data):
+    return gate.wait(5) if data == "block" else "quick"
+
+@worker.function("quick::maybe_call")
+def maybe_call(data):
+    return worker.trigger("math::double", 21, 1000) if data == "call" else "quick"
+
+@worker.function("quick::open")
+async def open_gate(data):
+    gate.set()
+    return True
+
+worker.run()
+"""
+
+
+def _learn_quick(engine: FakeEngine, function_id: str) -> None:
+    """Quick calls first: the SDK then runs this handler on its reader thread."""
+    for i in range(20):
+        engine.invoke(f"q{i}", function_id, "x")
+        assert engine.response(f"q{i}")["result"] == "quick"
+
+
+def test_a_quick_handler_that_blocks_does_not_stall_the_reading(start) -> None:
+    engine = start(QUICK)
+    engine.handshake()
+    _learn_quick(engine, "quick::maybe_block")
+    engine.invoke("b", "quick::maybe_block", "block")  # runs inline and blocks until "o" is read
+    engine.invoke("o", "quick::open")
+    assert _results(engine, 2) == {"o": True, "b": True}  # b would give False after 5 s
+
+
+def test_a_quick_handler_can_call_the_engine(start) -> None:
+    engine = start(QUICK)
+    engine.handshake()
+    _learn_quick(engine, "quick::maybe_call")
+    engine.invoke("c", "quick::maybe_call", "call")
+    call = engine.expect("trigger")
+    assert call["params"]["function_id"] == "math::double"
+    engine.reply(call, 42)  # read by another thread: the handler's own waits for this reply
+    assert engine.response("c")["result"] == 42
+    _learn_quick(engine, "quick::maybe_call")  # and the worker goes on serving
+
+
 def test_malformed_lines_and_unknown_methods(start) -> None:
     engine = start(BASIC)
     engine.handshake()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from _thread import allocate_lock, get_ident
+from _thread import allocate_lock
 from itertools import count
 
 from .errors import PARSE_ERROR, InvocationError, error_object
@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import BinaryIO
 
+    from .turns import Turns
+
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-_PASSING = -1  # reader ident while the reading passes from one thread to the next
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -67,13 +68,9 @@ class Channel:
     _on_eof: Callable[[], None]
     _stream: BinaryIO
 
-    def __init__(
-        self,
-        in_fd: int,
-        out_fd: int,
-        max_frame_bytes: int,
-    ) -> None:
+    def __init__(self, in_fd: int, out_fd: int, max_frame_bytes: int, turns: Turns) -> None:
         self.max_frame_bytes = max_frame_bytes
+        self.turns = turns  # which thread reads stdin
         self._in_fd = in_fd
         self._out_fd = out_fd
         self._write_lock = allocate_lock()
@@ -81,7 +78,6 @@ class Channel:
         self._broken = False
         self._ids = count(1)
         self._pending: dict[object, Callable[[dict], None]] = {}
-        self._reader_ident = _PASSING  # the thread reading stdin now
 
     # -- output -----------------------------------------------------------------------
 
@@ -146,8 +142,7 @@ class Channel:
 
     def call(self, method: str, params: object, timeout: float | None = None) -> object:
         """Send a request and block until the reply; raise InvocationError on error."""
-        if get_ident() == self._reader_ident:
-            raise RuntimeError("blocking call on the reader thread would deadlock")
+        self.turns.pass_on()  # on the reader thread (a quick handler run inline): read elsewhere
         done = allocate_lock()
         done.acquire()
         box: list[dict] = []
@@ -165,38 +160,13 @@ class Channel:
 
     # -- input ------------------------------------------------------------------------
 
-    def start(
-        self,
-        on_message: Callable[[object], None],
-        on_eof: Callable[[], None],
-        start: Callable[[Callable[[], None]], bool],
-    ) -> None:
-        """Start reading stdin: ``on_message`` gets each request, notification or batch
-        (replies are resolved here); ``on_eof`` runs when stdin closes. ``start(fn)`` runs
-        ``fn`` on another thread (the reading takes turns on the threads it starts)."""
+    def start(self, on_message: Callable[[object], None], on_eof: Callable[[], None]) -> None:
+        """Start reading stdin on another thread: ``on_message`` gets each request,
+        notification or batch (replies are resolved here); ``on_eof`` runs when stdin closes."""
         self._on_message = on_message
         self._on_eof = on_eof
         self._stream = open(self._in_fd, "rb", buffering=1 << 16, closefd=False)
-        self._reader_ident = _PASSING
-        if not start(self._read_turn):
-            raise RuntimeError("no thread to read stdin")
-
-    def pass_reading(self, start: Callable[[Callable[[], None]], bool]) -> bool:
-        """On the reader thread, inside ``on_message``: let another thread read from now on,
-        so that this one can run a handler without a hand-off (leader/follower: the next
-        reader wakes while the handler runs, not before it). ``start(fn)`` must run ``fn``
-        on another thread now or return False; then this thread stays the reader.
-
-        Returns True if this thread is no longer the reader: its turn ends when
-        ``on_message`` returns."""
-        me = get_ident()
-        if self._reader_ident != me:
-            return False
-        self._reader_ident = _PASSING  # before start(): the next reader may claim it at once
-        if start(self._read_turn):
-            return True
-        self._reader_ident = me
-        return False
+        self.turns.start(self._read_turn)
 
     def resolve(self, reply: dict) -> None:
         """Hand a reply from the engine to whoever is waiting for it."""
@@ -210,8 +180,8 @@ class Channel:
 
     def _read_turn(self) -> None:
         """Read and dispatch lines until stdin ends or another thread takes over the reading."""
-        me = get_ident()
-        self._reader_ident = me
+        turns = self.turns
+        me = turns.claim()
         stream = self._stream
         limit = self.max_frame_bytes
         passed_on = False
@@ -226,7 +196,7 @@ class Channel:
                     continue
                 if not line.isspace():
                     self._receive(line)
-                    passed_on = self._reader_ident != me  # another thread reads now: turn over
+                    passed_on = turns.reader != me  # another thread reads now: turn over
         except Exception as exc:  # e.g. stdin unreadable: as final as EOF
             sys.stderr.write(f"iii_stdio: reading stdin failed: {exc!r}\n")
         finally:

@@ -1,10 +1,9 @@
 """Engine -> worker messages: find the handler, run it without stalling the reading, answer.
 
-Everything here starts on the reader thread and must not keep it from reading:
-a sync handler runs right here after the reading has passed to a pool thread
-(so the call itself waits for no thread wake-up), or on a pool thread when that
-is not possible (inside a batch, or with every thread busy); async handlers go
-to the event loop thread. The answer is written by whichever thread finishes.
+Everything here starts on the reader thread. A sync handler that has been quick
+so far runs right here (see turns.py for why and for what keeps the reading
+going); other sync handlers go to the thread pool, async ones to the event loop
+thread. The answer is written by whichever thread finishes the work.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 from _thread import allocate_lock
+from time import monotonic_ns
 
 from .channel import is_reply
 from .context import Invocation, _current
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     Finish = Callable[..., None]  # finish(result) or finish(error=<error object>)
     Reply = Callable[[bytes], None]
 
+QUICK_NS = 200_000  # a sync handler whose recent calls took less (wall time) runs inline
+
 
 class Dispatcher:
     def __init__(
@@ -50,7 +52,9 @@ class Dispatcher:
         trigger_types: dict[str, tuple[Entry | None, Entry | None]],
     ) -> None:
         self._channel = channel
+        self._turns = channel.turns
         self._pool = pool
+        self._took: dict[int, int] = {}  # id(handler) -> its recent wall time (ns, moving average)
         self._loop = loop
         self._functions = functions  # shared with the Worker, which fills them
         self._trigger_types = trigger_types
@@ -76,7 +80,8 @@ class Dispatcher:
 
     def _handle(self, message: object, reply: Reply, inline: bool) -> bool:
         """Dispatch one message; return True if ``reply`` will be called (exactly once).
-        ``inline``: a sync handler may run on this thread once another one reads."""
+        ``inline``: a quick sync handler may run on this thread (not for batch items, which
+        must not wait for each other)."""
         if not isinstance(message, dict):
             reply(self._error_line(None, INVALID_REQUEST, "Invalid Request", "invalid_request"))
             return True
@@ -155,15 +160,19 @@ class Dispatcher:
         handler, is_async = entry
         if is_async:
             self._loop.spawn(self._call_async, handler, arg, invocation, finish)
-        elif inline and self._channel.pass_reading(self._pool.try_start):
-            self._call_sync(handler, arg, invocation, finish)
-        else:
+        elif inline and self._took.get(id(handler), QUICK_NS) < QUICK_NS and self._pool.try_claim():
+            try:
+                ran = self._turns.run_inline(self._call_sync, handler, arg, invocation, finish)
+            finally:
+                self._pool.release()
+            if not ran:
+                self._pool.submit(self._call_sync, handler, arg, invocation, finish)
+        else:  # unknown yet, slow, in a batch, or every slot busy
             self._pool.submit(self._call_sync, handler, arg, invocation, finish)
 
-    def _call_sync(
-        self, handler: Handler, arg: object, invocation: Invocation | None, finish: Finish
-    ) -> None:
+    def _call_sync(self, handler: Handler, arg: object, invocation: Invocation | None, finish: Finish) -> None:
         token = _current.set(invocation)
+        started = monotonic_ns()
         try:
             result = handler(arg)
         except BaseException as exc:  # SystemExit too: a handler must not kill a pool thread
@@ -171,10 +180,18 @@ class Dispatcher:
             return
         finally:
             _current.reset(token)
+            self._learn(handler, monotonic_ns() - started)
         if hasattr(result, "__await__"):  # a sync wrapper returned a coroutine: await it on the loop
             self._loop.spawn(self._call_async, _identity, result, invocation, finish)
         else:
             finish(result)
+
+    def _learn(self, handler: Handler, took: int) -> None:
+        """Keep a moving average of the handler's wall time (races between threads only
+        lose a sample)."""
+        key = id(handler)  # not the handler: callable objects need not be hashable
+        before = self._took.get(key)
+        self._took[key] = took if before is None else (3 * before + took) >> 2
 
     async def _call_async(
         self, handler: Handler, arg: object, invocation: Invocation | None, finish: Finish

@@ -1,13 +1,11 @@
-"""A tiny pool of hot threads for sync handlers and for the reading of stdin.
+"""A tiny pool of hot threads: for sync handlers (at most ``max_handlers`` at once) and
+for the reading of stdin, which takes turns on these threads too (see turns.py).
 
-Sync handlers must not block the reading of stdin: they may take long, and they
-may call ``worker.trigger()`` whose reply only the reader can deliver. Rather
-than handing each call to another thread (a wake-up on the critical path), the
-reader passes the *reading* to a pool thread and runs the handler itself
-(leader/follower; see ``Channel.pass_reading``).
 Each parked thread waits on its own lock, so a hand-off is one lock release
 (measured faster than ``concurrent.futures``, which also costs ~10 ms to import).
-Threads are started lazily, up to ``max_threads``; extra work waits in a FIFO.
+Threads are started lazily and reused; handlers beyond the limit wait in a FIFO.
+The reading never waits for a handler slot: with every handler blocked in
+``worker.trigger()``, the replies that free them must still be read.
 """
 
 from __future__ import annotations
@@ -20,6 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    Task = tuple[Callable[..., object], tuple, bool]  # (fn, args, holds a handler slot)
+
 
 class _Parked:
     """An idle thread: ``wake`` is held until someone hands it a task."""
@@ -29,56 +29,75 @@ class _Parked:
     def __init__(self) -> None:
         self.wake = allocate_lock()
         self.wake.acquire()
-        self.task: tuple | None = None
+        self.task: Task | None = None
 
 
 class ThreadPool:
-    def __init__(self, max_threads: int = 16) -> None:
-        if max_threads < 1:
-            raise ValueError("max_threads must be >= 1")
-        self._max = max_threads
+    def __init__(self, max_handlers: int = 16) -> None:
+        if max_handlers < 1:
+            raise ValueError("max_handlers must be >= 1")
+        self._max = max_handlers
         self._lock = allocate_lock()
         self._parked: list[_Parked] = []  # LIFO: the most recently used thread is the hottest
-        self._backlog: list[tuple] = []  # FIFO of tasks waiting for a free thread
-        self._threads = 0
+        self._backlog: list[tuple] = []  # FIFO of handlers waiting for a slot
+        self._busy = 0  # handler slots in use
 
     def submit(self, fn: Callable[..., object], *args: object) -> None:
-        """Run ``fn(*args)`` on a pool thread, or later if every thread is busy; never blocks."""
-        self._start((fn, args), backlog=True)
+        """Run handler ``fn(*args)`` on a pool thread once a slot is free; never blocks."""
+        with self._lock:
+            if self._busy >= self._max:
+                self._backlog.append((fn, args))
+                return
+            self._busy += 1
+        self._spawn((fn, args, True))
 
-    def try_start(self, fn: Callable[..., object], *args: object) -> bool:
-        """Run ``fn(*args)`` on a pool thread now, or return False if every thread is busy
-        (it never waits in the backlog: for work that must not wait, like reading stdin)."""
-        return self._start((fn, args), backlog=False)
+    def try_claim(self) -> bool:
+        """Take a handler slot for a handler the caller runs on its own thread."""
+        with self._lock:
+            if self._busy >= self._max:
+                return False
+            self._busy += 1
+            return True
 
-    def _start(self, task: tuple, backlog: bool) -> bool:
+    def release(self) -> None:
+        """Give back a slot from ``try_claim`` (to the next waiting handler, if any)."""
+        with self._lock:
+            if not self._backlog:
+                self._busy -= 1
+                return
+            fn, args = self._backlog.pop(0)
+        self._spawn((fn, args, True))
+
+    def start(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` on a pool thread now, whatever the handlers occupy (not a handler)."""
+        self._spawn((fn, args, False))
+
+    def _spawn(self, task: Task) -> None:
         with self._lock:
             if self._parked:
                 parked = self._parked.pop()
                 parked.task = task
                 parked.wake.release()
-                return True
-            if self._threads >= self._max:
-                if backlog:
-                    self._backlog.append(task)
-                return backlog
-            self._threads += 1
+                return
         start_new_thread(self._run, (task,))
-        return True
 
-    def _run(self, task: tuple | None) -> None:
+    def _run(self, task: Task | None) -> None:
         parked = _Parked()
         while task is not None:
-            fn, args = task
+            fn, args, holds_slot = task
             try:
                 fn(*args)
             except BaseException as exc:  # the SDK's own wrappers catch handler errors; this is a bug guard
                 _report(exc)
             task = None
             with self._lock:
-                if self._backlog:
-                    task = self._backlog.pop(0)
-                else:
+                if holds_slot:
+                    if self._backlog:
+                        fn, args = self._backlog.pop(0)
+                        task = (fn, args, True)  # the slot passes on with the thread
+                    else:
+                        self._busy -= 1
+                if task is None:
                     self._parked.append(parked)
             if task is None:
                 parked.wake.acquire()

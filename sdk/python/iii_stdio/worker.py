@@ -14,6 +14,7 @@ from .context import _current
 from .dispatch import Dispatcher
 from .errors import InvocationError
 from .pool import ThreadPool
+from .turns import Turns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ class Worker:
     def __init__(self, *, max_threads: int = 16) -> None:
         """``max_threads``: how many sync handlers may run at once."""
         global _instance
-        if max_threads < 1:
-            raise ValueError("max_threads must be >= 1")
         _check_started_by_engine()
         with _instance_lock:
             if _instance is not None:
@@ -57,12 +56,11 @@ class Worker:
         self._stopped.acquire()
         in_fd, out_fd = take_over_stdio()
         max_frame = _env_int("III_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)
-        self._channel = Channel(in_fd, out_fd, max_frame)
-        # one thread more than handlers: the reading of stdin takes turns on pool threads too
-        pool = ThreadPool(max_threads + 1)
+        pool = ThreadPool(max_threads)
+        self._channel = Channel(in_fd, out_fd, max_frame, Turns(pool.start))
         dispatcher = Dispatcher(self._channel, pool, self._loop, self._functions, self._trigger_types)
         _exit_on_sigterm()
-        self._channel.start(dispatcher.on_message, self._on_eof, pool.try_start)
+        self._channel.start(dispatcher.on_message, self._on_eof)
 
     # -- functions ----------------------------------------------------------------------
 
