@@ -77,3 +77,26 @@ def test_quick_handlers_keep_the_reading_and_the_watchdog_goes_to_sleep() -> Non
         time.sleep(TICK)
     turns.run_inline(lambda: None)  # and wakes again for the next inline handler
     assert turns._watching
+
+
+def test_if_no_thread_can_take_over_the_reader_reads_on() -> None:
+    starts: list[object] = []
+
+    def start_thread(fn: object) -> None:
+        starts.append(fn)
+        if len(starts) > 1:  # the first reader starts; then the process is out of threads
+            raise RuntimeError("can't start new thread")
+
+    turns = Turns(start_thread)
+    turns.start(lambda: None)
+    me = turns.claim()
+    failures: list[BaseException] = []
+
+    def handler() -> None:
+        try:
+            turns.pass_on()
+        except RuntimeError as exc:
+            failures.append(exc)
+
+    assert turns.run_inline(handler)
+    assert turns.reader == me and len(failures) == 1  # the call fails; the reading goes on here

@@ -18,6 +18,7 @@ and a thread whose inline handler ends checks it before reading again.
 
 from __future__ import annotations
 
+import sys
 from _thread import allocate_lock, get_ident, start_new_thread
 
 TYPE_CHECKING = False
@@ -55,11 +56,12 @@ class Turns:
 
     def pass_on(self) -> None:
         """On the reader thread, before it blocks: another thread takes over the reading."""
+        me = get_ident()
         with self._lock:
-            if self.reader != get_ident():
+            if self.reader != me:
                 return
             self.reader = NOBODY
-        self._pass()
+        self._pass(me)
 
     def run_inline(self, fn: Callable[..., object], *args: object) -> bool:
         """Run ``fn(*args)`` here if this thread is the reader; False (not run) otherwise.
@@ -84,9 +86,17 @@ class Turns:
                     self._running = 0
         return True
 
-    def _pass(self) -> None:
+    def _pass(self, previous: int) -> None:
+        """Start the next reader; if no thread can be started, ``previous`` reads on (once its
+        handler is done) rather than nobody."""
         assert self._read is not None
-        self._start_thread(self._read)
+        try:
+            self._start_thread(self._read)
+        except BaseException:
+            with self._lock:
+                if self.reader == NOBODY:
+                    self.reader = previous
+            raise
 
     # -- the watchdog -------------------------------------------------------------------
 
@@ -105,15 +115,18 @@ class Turns:
             seen, idle = 0, 0
             while idle < IDLE_TICKS:
                 tick.acquire(timeout=TICK)
-                rescue = False
+                rescue = NOBODY
                 with self._lock:
                     if self._running and self._running == seen and self.reader == self._running_on:
                         self.reader = NOBODY  # the same run as a tick ago: it blocks the reading
-                        rescue = True
+                        rescue = self._running_on
                     idle = idle + 1 if not self._running and self._runs == seen else 0
                     seen = self._running or self._runs
                     if idle >= IDLE_TICKS:
                         self._watching = False
-                if rescue:
-                    self._pass()
+                if rescue != NOBODY:
+                    try:
+                        self._pass(rescue)
+                    except Exception as exc:  # e.g. no more threads: try again next tick
+                        sys.stderr.write(f"iii_stdio: could not start a thread to read stdin: {exc!r}\n")
             self._watchdog_wake.acquire()  # type: ignore[attr-defined]
