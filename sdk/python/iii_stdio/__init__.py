@@ -19,8 +19,21 @@ handler is registered.
 
 from .context import Invocation, current_invocation
 from .errors import InvocationError
-from .helpers import State, Streams, ops
 from .worker import Logger, Worker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .helpers import State, Streams, ops
+
+
+def __getattr__(name: str) -> object:
+    """``State``, ``Streams`` and ``ops`` load on first use: a worker's start (and so every
+    restart) does not compile them unless it needs them."""
+    if name in ("State", "Streams", "ops"):
+        from . import helpers
+
+        return getattr(helpers, name)
+    raise AttributeError(f"module 'iii_stdio' has no attribute {name!r}")
 
 __all__ = ["Worker", "InvocationError", "Invocation", "Logger", "current_invocation", "State", "Streams", "ops"]
 __version__ = "0.1.0"
