@@ -495,6 +495,71 @@ def test_a_quick_handler_can_call_the_engine(start) -> None:
     _learn_quick(engine, "quick::maybe_call")  # and the worker goes on serving
 
 
+MIXED = """
+import time
+
+@worker.function("mix::fast")
+def fast(n):
+    return n
+
+@worker.function("mix::sometimes_slow")
+def sometimes_slow(n):
+    if n % 7 == 0:
+        time.sleep(0.003)  # longer than a watchdog tick: the reading moves on
+    return n
+
+@worker.function("mix::calls")
+def calls(n):
+    return worker.trigger("engine::echo", n, 2000)
+
+@worker.function("mix::async")
+async def in_loop(n):
+    return n
+
+worker.run()
+"""
+
+
+def test_the_reading_never_waits_for_a_handler_slot(start) -> None:
+    """Both slots taken (one by a blocked pool handler, one by a quick handler that blocks on the
+    reader thread): the reading must still move to another thread, or "o" is never read."""
+    gated_and_quick = GATED.replace("worker.run()", "") + QUICK.split("@worker.function(\"quick::maybe_call\")")[0]
+    engine = start(gated_and_quick + "worker.run()\n", preamble=PREAMBLE.replace("Worker()", "Worker(max_threads=2)"))
+    engine.handshake()
+    _learn_quick(engine, "quick::maybe_block")
+    engine.invoke("w", "gate::wait")
+    _wait_running(engine, 1)
+    engine.invoke("b", "quick::maybe_block", "block")  # inline, in the second slot
+    engine.invoke("o", "gate::open")
+    assert _results(engine, 3) == {"o": True, "w": True, "b": True}  # w and b give False after 5 s
+
+
+def test_many_mixed_calls_each_get_one_answer(start) -> None:
+    """Quick, sometimes-slow, engine-calling and async handlers, 600 calls in flight at once:
+    every call is answered exactly once, with its own result (no reader lost, none doubled)."""
+    engine = start(MIXED, preamble=PREAMBLE.replace("Worker()", "Worker(max_threads=4)"))
+    engine.handshake()
+    kinds = ["mix::fast", "mix::sometimes_slow", "mix::calls", "mix::async"]
+    for n in range(40):  # teach the worker which handlers are quick
+        engine.invoke(f"warm{n}", kinds[n % 2], n)
+        assert engine.response(f"warm{n}")["result"] == n
+    expected = {f"c{n}": n for n in range(600)}
+    for n in range(600):
+        engine.invoke(f"c{n}", kinds[n % 4], n)
+    answers: dict[str, object] = {}
+    deadline = time.monotonic() + 30
+    while len(answers) < len(expected):
+        assert time.monotonic() < deadline, f"{len(expected) - len(answers)} calls never answered"
+        message = engine.recv()
+        assert isinstance(message, dict), message
+        if message.get("method") == "trigger":
+            engine.reply(message, message["params"]["payload"])
+        else:
+            assert message["id"] not in answers, f"{message['id']} answered twice"
+            answers[message["id"]] = message.get("result", message.get("error"))
+    assert answers == expected
+
+
 def test_malformed_lines_and_unknown_methods(start) -> None:
     engine = start(BASIC)
     engine.handshake()

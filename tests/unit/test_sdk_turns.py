@@ -100,3 +100,24 @@ def test_if_no_thread_can_take_over_the_reader_reads_on() -> None:
 
     assert turns.run_inline(handler)
     assert turns.reader == me and len(failures) == 1  # the call fails; the reading goes on here
+
+
+def test_the_pool_starts_the_reading_even_with_every_handler_slot_taken() -> None:
+    from iii_stdio.pool import ThreadPool
+
+    pool = ThreadPool(1)
+    release, handler_running, reading = threading.Event(), threading.Event(), threading.Event()
+    pool.submit(lambda: (handler_running.set(), release.wait(BOUND)))
+    assert handler_running.wait(BOUND)
+    queued: list[int] = []
+    pool.submit(queued.append, 1)  # no slot: waits for the first handler
+    pool.start(reading.set)  # not a handler: runs now
+    try:
+        assert reading.wait(BOUND), "the reading waited for a handler slot"
+        assert queued == []
+    finally:
+        release.set()
+    deadline = time.monotonic() + BOUND
+    while not queued:  # the queued handler runs once the slot frees
+        assert time.monotonic() < deadline
+        time.sleep(TICK)
