@@ -98,21 +98,27 @@ def test_registration_ready_and_invokes(start) -> None:
     assert engine.response("inv-2")["result"] == 9
     engine.invoke("inv-3", "ctx::whoami", None, traceparent="00-abc-def-01", baggage="k=v", metadata={"m": 1})
     assert engine.response("inv-3")["result"] == ["inv-3", "ctx::whoami", "00-abc-def-01", "k=v", {"m": 1}]
+    # now known to be quick, it runs on the reader thread: its own context there too, none left after
+    engine.invoke("inv-4", "ctx::whoami", None, traceparent="00-abc-fed-01")
+    assert engine.response("inv-4")["result"] == ["inv-4", "ctx::whoami", "00-abc-fed-01", None, None]
+    engine.invoke("inv-5", "ctx::whoami")
+    assert engine.response("inv-5")["result"] == ["inv-5", "ctx::whoami", None, None, None]
 
 
 def test_handler_errors(start) -> None:
     engine = start(BASIC)
     engine.handshake()
 
-    engine.invoke("e1", "fail::boom", {})
-    error = engine.response("e1")["error"]
-    assert error["code"] == -32000
-    assert error["message"] == "ValueError: boom"
-    assert error["data"]["code"] == "invocation_failed"
-    assert (
-        "Traceback" in error["data"]["stacktrace"]
-        and 'raise ValueError("boom")' in error["data"]["stacktrace"]
-    )
+    for call_id in ("e1", "e1-again"):  # the second runs on the reader thread (the handler is quick)
+        engine.invoke(call_id, "fail::boom", {})
+        error = engine.response(call_id)["error"]
+        assert error["code"] == -32000
+        assert error["message"] == "ValueError: boom"
+        assert error["data"]["code"] == "invocation_failed"
+        assert (
+            "Traceback" in error["data"]["stacktrace"]
+            and 'raise ValueError("boom")' in error["data"]["stacktrace"]
+        )
 
     engine.invoke("e2", "fail::custom", {})
     error = engine.response("e2")["error"]
