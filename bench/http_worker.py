@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import App, Bare, KeepAliveClient, free_port, percentiles  # noqa: E402
 
@@ -126,17 +128,31 @@ def _wrk_time(out: str, label: str) -> float:
     return float(match.group(1)) * {"us": 1.0, "ms": 1e3, "s": 1e6}[match.group(2)]
 
 
-def throughput(port: int, path: str, seconds: int) -> float | None:
+def throughput(port: int, path: str, seconds: int, pids: dict[str, int]) -> tuple[float, dict[str, float]] | None:
+    """Requests/s of ``wrk -c32`` and the CPU (user + system) each process in ``pids`` spent per
+    request meanwhile: on these VMs a steadier figure than requests/s, and it shows who limits."""
     if not shutil.which("wrk"):
         return None
+    procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+    before = {name: sum(proc.cpu_times()[:2]) for name, proc in procs.items()}
     out = subprocess.run(["wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, check=True).stdout
+    spent = {name: sum(proc.cpu_times()[:2]) - before[name] for name, proc in procs.items()}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"wrk saw {errors.group(1)} failed responses:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    assert rate and count, out
+    return float(rate.group(1)), {name: cpu * 1e6 / int(count.group(1)) for name, cpu in spent.items()}
+
+
+def worker_pid(engine_pid: int) -> int:
+    """The Python worker the engine started (not its guardian)."""
+    for child in psutil.Process(engine_pid).children():
+        if "worker.py" in " ".join(child.cmdline()):
+            return int(child.pid)
+    raise RuntimeError("the engine has no worker.py child")
 
 
 def main() -> None:
@@ -170,18 +186,25 @@ def main() -> None:
             print(f"sequential latency, C client (wrk -c1): bare p50 {wb[0]:.0f} us p99 {wb[1]:.0f} us, "
                   f"iii -> worker p50 {we[0]:.0f} us p99 {we[1]:.0f} us (p50 ratio {we[0] / wb[0]:.2f}x)")
         # Alternate the two servers so a change in the machine's load hits both; report medians.
-        rounds = [(throughput(bare.port, "/", args.seconds), throughput(app.port, "/bench", args.seconds))
-                  for _ in range(args.rounds)]
+        engine_pids = {"engine": app.proc.pid, "worker": worker_pid(app.proc.pid)}
+        rounds = [(throughput(bare.port, "/", args.seconds, {"bare": bare.proc.pid}),
+                   throughput(app.port, "/bench", args.seconds, engine_pids)) for _ in range(args.rounds)]
         if any(b is None or e is None for b, e in rounds):
             print("throughput: skipped (wrk not installed: apt-get install wrk)")
         else:
-            bt = statistics.median(b for b, _ in rounds if b is not None)
-            et = statistics.median(e for _, e in rounds if e is not None)
-            ratios = sorted(e / b for b, e in rounds if b and e)
+            measured = [(b, e) for b, e in rounds if b is not None and e is not None]
+            bt = statistics.median(b[0] for b, _ in measured)
+            et = statistics.median(e[0] for _, e in measured)
+            ratios = sorted(e[0] / b[0] for b, e in measured)
+            cpu = {name: statistics.median(r[1][name] for pair in measured for r in pair if name in r[1])
+                   for name in ("bare", "engine", "worker")}
             print(f"throughput @32 conns, bare aiohttp : {bt:9.0f} req/s (median of {args.rounds})")
             print(f"throughput @32 conns, iii -> worker: {et:9.0f} req/s   "
                   f"(ratio {et / bt:.2f}x the bare handler, per-round {ratios[0]:.2f}-{ratios[-1]:.2f}; "
                   "target >= 0.5x)")
+            print(f"CPU per request @32 conns (median): bare server {cpu['bare']:.1f} us; engine "
+                  f"{cpu['engine']:.1f} us ({cpu['engine'] / cpu['bare']:.2f}x the bare server) + worker "
+                  f"{cpu['worker']:.1f} us")
     finally:
         app.close()
         bare.close()
