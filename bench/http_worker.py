@@ -196,7 +196,7 @@ def main() -> None:
             bt = statistics.median(b[0] for b, _ in measured)
             et = statistics.median(e[0] for _, e in measured)
             ratios = sorted(e[0] / b[0] for b, e in measured)
-            cpu = {name: statistics.median(r[1][name] for pair in measured for r in pair if name in r[1])
+            cpu = {name: statistics.median({**b[1], **e[1]}[name] for b, e in measured)
                    for name in ("bare", "engine", "worker")}
             print(f"throughput @32 conns, bare aiohttp : {bt:9.0f} req/s (median of {args.rounds})")
             print(f"throughput @32 conns, iii -> worker: {et:9.0f} req/s   "

@@ -39,8 +39,10 @@ class Turns:
         self._runs = 0  # inline runs started so far
         self._running = 0  # the number of the inline run going on, 0 if none
         self._running_on = NOBODY  # the thread it runs on
-        self._watching = False
-        self._watchdog_wake: object = None  # a held lock, released to wake the watchdog
+        self._watching = False  # the watchdog ticks (it is started on the first inline run)
+        self._watchdog_started = False
+        self._watchdog_wake = allocate_lock()  # held; released to wake a sleeping watchdog
+        self._watchdog_wake.acquire()
 
     def start(self, read: Callable[[], None]) -> None:
         """Start ``read`` (a loop that calls ``claim`` first) on another thread."""
@@ -101,12 +103,11 @@ class Turns:
     # -- the watchdog -------------------------------------------------------------------
 
     def _wake_watchdog(self) -> None:
-        if self._watchdog_wake is None:
-            self._watchdog_wake = allocate_lock()
-            self._watchdog_wake.acquire()  # type: ignore[attr-defined]
-            start_new_thread(self._watch, ())
+        if self._watchdog_started:
+            self._watchdog_wake.release()
         else:
-            self._watchdog_wake.release()  # type: ignore[attr-defined]
+            self._watchdog_started = True
+            start_new_thread(self._watch, ())
 
     def _watch(self) -> None:
         tick = allocate_lock()
@@ -129,4 +130,4 @@ class Turns:
                         self._pass(rescue)
                     except Exception as exc:  # e.g. no more threads: try again next tick
                         sys.stderr.write(f"iii_stdio: could not start a thread to read stdin: {exc!r}\n")
-            self._watchdog_wake.acquire()  # type: ignore[attr-defined]
+            self._watchdog_wake.acquire()
