@@ -697,6 +697,20 @@ def test_refuses_to_run_from_a_terminal(tmp_path: Path) -> None:
     assert b"iii run" in proc.stderr and proc.stdout == b""
 
 
+def test_a_bad_max_threads_is_refused_by_its_name_and_changes_nothing() -> None:
+    code = (
+        "import sys\nfrom iii_stdio import Worker\n"
+        "try:\n    Worker(max_threads=0)\nexcept ValueError as exc:\n    sys.stderr.write(f'refused: {exc}\\n')\n"
+        "Worker()\nsys.stderr.write('second worker made\\n')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=worker_env(), timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "refused: max_threads must be >= 1, got 0" in done.stderr, done.stderr
+    assert "second worker made" in done.stderr, done.stderr
+
+
 def test_import_is_light() -> None:
     code = (
         "import sys, time; t = time.perf_counter(); import iii_stdio; elapsed = time.perf_counter() - t; "

@@ -41,6 +41,8 @@ class Worker:
     def __init__(self, *, max_threads: int = 16) -> None:
         """``max_threads``: how many sync handlers may run at once."""
         global _instance
+        if max_threads < 1:  # before anything is taken over: the caller may try again
+            raise ValueError(f"max_threads must be >= 1, got {max_threads!r}")
         _check_started_by_engine()
         with _instance_lock:
             if _instance is not None:
